@@ -1,0 +1,54 @@
+/*
+ * vm.h: the Lua VM. The master creates it, loads package paths, compiles
+ * every handler of the config once and runs lua.init; workers inherit it by
+ * fork (copy-on-write), run lua.init_worker and execute handlers in pooled
+ * coroutines.
+ */
+#ifndef MP_LUA_VM_H
+#define MP_LUA_VM_H
+
+#include "core/mp_core.h"
+#include "core/conf.h"
+#include "worker/http.h"
+
+#include <lua.h>
+#include <lauxlib.h>
+
+/*
+ * In the master: creates the VM for conf (closing a previous one), compiles
+ * every handler (storing refs in the conf) and runs lua.init. On failure
+ * returns MP_ERROR with "file:line:col: message" in err.
+ */
+int mp_lua_master_init(mp_conf_t *conf, char *err, size_t errlen);
+
+/* Compiles the handlers only (moonpool -t). Same contract as above. */
+int mp_lua_check(mp_conf_t *conf, char *err, size_t errlen);
+
+/* In a worker, after fork: registers the phase runner and init hook. */
+void mp_lua_worker_setup(void);
+
+/* The VM of this process. */
+lua_State *mp_lua_vm(void);
+
+/*
+ * The request the running Lua code belongs to; raises a Lua error
+ * ("no request found") outside a request.
+ */
+mp_request_t *mp_lua_request(lua_State *L);
+
+/* The same, returning NULL instead of raising. */
+mp_request_t *mp_lua_request_or_null(lua_State *L);
+
+/*
+ * Each API group adds its functions to the ngx table at the top of the
+ * stack (api_<group>.c).
+ */
+void mp_lua_inject_resp_api(lua_State *L);
+void mp_lua_inject_req_api(lua_State *L);
+void mp_lua_inject_var_api(lua_State *L);
+void mp_lua_inject_log_api(lua_State *L);
+void mp_lua_inject_time_api(lua_State *L);
+void mp_lua_inject_worker_api(lua_State *L);
+void mp_lua_inject_consts_api(lua_State *L);
+
+#endif /* MP_LUA_VM_H */

@@ -1,0 +1,162 @@
+/*
+ * http.h: connections and requests (HTTP/1.1 over Debian's http-parser).
+ *
+ * A connection owns a read buffer (large_header_buffer bytes), a request
+ * pool and one embedded request, all reused across the requests of a
+ * keep-alive connection and, through a free list, across connections: the
+ * hot path allocates nothing once warm. Strings of a request (method, URI,
+ * header names and values) point into the read buffer and stay valid until
+ * the request is finalized.
+ *
+ * Who calls what: loop.c accepts and calls mp_http_conn_open(); phases.c
+ * runs the handlers; lua/ reads the request through this header and writes
+ * the response through mp_http_output()/mp_http_flush()/mp_http_finalize().
+ */
+#ifndef MP_HTTP_H
+#define MP_HTTP_H
+
+#include "core/mp_core.h"
+#include "core/conf.h"
+#include "core/pool.h"
+
+#include <event2/event.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <sys/uio.h>
+
+typedef struct mp_conn_s mp_conn_t;
+typedef struct mp_request_s mp_request_t;
+
+typedef struct {
+    mp_str_t name;
+    mp_str_t value;
+} mp_header_t;
+
+/* A growable byte buffer; its storage is reused across requests. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} mp_buf_t;
+
+struct mp_request_s {
+    mp_conn_t *conn;
+    mp_pool_t *pool;               /* reset when the request ends */
+    const mp_conf_server_t *server;
+    const mp_conf_location_t *location;
+
+    /* request line */
+    mp_str_t method;               /* "GET" */
+    int method_id;                 /* enum http_method */
+    mp_str_t request_uri;          /* as received: "/a%20b?x=1" */
+    mp_str_t uri;                  /* decoded, normalized path: "/a b" */
+    mp_str_t args;                 /* after '?', raw; len 0 when absent */
+    int http_major;
+    int http_minor;
+
+    mp_header_t *headers;          /* in arrival order, names as sent */
+    size_t nheaders;
+    size_t headers_cap;
+    mp_str_t host;                 /* lower-cased, without port; may be 0 */
+
+    /* body */
+    mp_buf_t body;                 /* the whole body, read before handlers */
+    int64_t content_length;        /* -1: none */
+    struct timespec start;
+
+    /* response */
+    int status;                    /* 0 until set; 200 by default */
+    mp_header_t *out_headers;      /* set by handlers (ngx.header) */
+    size_t nout_headers;
+    size_t out_headers_cap;
+    uint64_t body_bytes_sent;
+    uint64_t bytes_sent;
+
+    mp_phase_t phase;
+    void *lua_ctx;                 /* owned by lua/ (coroutine, ctx table) */
+
+    unsigned keepalive:1;          /* the client allows keep-alive */
+    unsigned chunked_in:1;         /* Transfer-Encoding: chunked request */
+    unsigned head:1;               /* HEAD: no body is sent */
+    unsigned expect_continue:1;
+    unsigned header_sent:1;        /* status line and headers are out */
+    unsigned chunked_out:1;        /* response uses chunked encoding */
+    unsigned eof:1;                /* the response body is complete */
+    unsigned finalized:1;
+};
+
+/* Per-connection state; embedded request, events and buffers. */
+struct mp_conn_s {
+    int fd;
+    const mp_conf_listen_t *listen;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    char peer_text[INET6_ADDRSTRLEN];  /* "127.0.0.1" */
+    uint16_t peer_port;
+
+    struct event ev_read;
+    struct event ev_write;
+    struct event ev_timer;
+
+    mp_buf_t in;                   /* read buffer, large_header_buffer */
+    size_t in_pos;                 /* first byte not yet parsed */
+    mp_buf_t out;                  /* response body produced but not sent */
+    mp_buf_t head;                 /* status line + headers being built */
+    struct iovec iov[3];           /* pending writev: head, chunk, body */
+    int iovcnt;
+
+    http_parser parser;
+    mp_request_t r;
+    mp_pool_t *pool;
+    uint64_t requests;             /* served on this connection */
+
+    unsigned reading_body:1;
+    unsigned request_done:1;       /* parser reached message end */
+    unsigned closing:1;            /* close after this response */
+    unsigned writing:1;            /* a writev is pending on ev_write */
+    unsigned in_handler:1;
+    unsigned header_too_big:1;
+
+    mp_conn_t *next_free;
+};
+
+/* Takes ownership of an accepted fd; never fails (closes fd on error). */
+void mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
+                       const struct sockaddr *peer, socklen_t peer_len);
+
+/* Number of open connections of this worker. */
+size_t mp_http_active_connections(void);
+
+/*
+ * Stops reading new requests on every connection: idle ones are closed now,
+ * busy ones after their response (graceful stop).
+ */
+void mp_http_shutdown(void);
+
+/*
+ * Appends len bytes to the response body. Before the first flush the body
+ * is buffered whole and sent with Content-Length; after it, each flush sends
+ * a chunk. Returns MP_OK, or MP_ERROR once the connection is gone.
+ */
+int mp_http_output(mp_request_t *r, const char *data, size_t len);
+
+/* Sends the status line, headers and buffered body now (ngx.flush). */
+int mp_http_flush(mp_request_t *r);
+
+/*
+ * The content is complete: sends whatever is left (with Content-Length if
+ * nothing was flushed yet), then the connection reads the next request.
+ */
+void mp_http_finalize(mp_request_t *r, int status);
+
+/* Case-insensitive lookup of a request header; NULL when absent. */
+const mp_str_t *mp_http_header_in(const mp_request_t *r, const char *name,
+                                  size_t len);
+
+/* The reason phrase of a status ("Not Found"); "" for unknown codes. */
+const char *mp_http_status_text(int status);
+
+/* The local port the connection arrived on. */
+int mp_http_server_port(const mp_conn_t *c);
+
+#endif /* MP_HTTP_H */
