@@ -1,0 +1,169 @@
+/*
+ * listen.c: opening and sharing the listening sockets (see listen.h).
+ *
+ * The sockets are not close-on-exec: a binary upgrade (USR2) will hand them
+ * to the new executable. Workers are forked, not executed, so they inherit
+ * them either way.
+ */
+#include "core/mp_core.h"
+#include "core/log.h"
+#include "master/listen.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+
+static int
+same_address(const mp_conf_listen_t *a, const mp_conf_listen_t *b)
+{
+    const struct sockaddr_in *a4, *b4;
+    const struct sockaddr_in6 *a6, *b6;
+
+    if (a->sa.ss_family != b->sa.ss_family) {
+        return 0;
+    }
+    switch (a->sa.ss_family) {
+    case AF_INET:
+        a4 = (const struct sockaddr_in *) &a->sa;
+        b4 = (const struct sockaddr_in *) &b->sa;
+        return a4->sin_port == b4->sin_port
+               && a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+    case AF_INET6:
+        a6 = (const struct sockaddr_in6 *) &a->sa;
+        b6 = (const struct sockaddr_in6 *) &b->sa;
+        return a6->sin6_port == b6->sin6_port
+               && a6->sin6_scope_id == b6->sin6_scope_id
+               && memcmp(&a6->sin6_addr, &b6->sin6_addr,
+                         sizeof(a6->sin6_addr)) == 0;
+    default:
+        return a->socklen == b->socklen
+               && memcmp(&a->sa, &b->sa, a->socklen) == 0;
+    }
+}
+
+
+static int
+find_running(const mp_conf_listen_t *ls, mp_conf_t *const *running,
+             size_t nrunning)
+{
+    size_t i, j;
+
+    for (i = 0; i < nrunning; i++) {
+        for (j = 0; j < running[i]->nlistens; j++) {
+            if (running[i]->listens[j].fd != -1
+                && same_address(ls, &running[i]->listens[j]))
+            {
+                return running[i]->listens[j].fd;
+            }
+        }
+    }
+    return -1;
+}
+
+
+static int
+open_one(const mp_conf_listen_t *ls, int level)
+{
+    int fd, on = 1;
+
+    fd = socket(ls->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd == -1) {
+        mp_log_error(level, errno, "socket() for %s failed", ls->text);
+        return -1;
+    }
+    /* Lets a restarted master bind while old connections sit in TIME_WAIT. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1) {
+        mp_log_error(level, errno, "setsockopt(SO_REUSEADDR) %s failed",
+                     ls->text);
+        goto failed;
+    }
+    /*
+     * Without V6ONLY, "[::]:8080" would also take IPv4 and then collide with
+     * an explicit "0.0.0.0:8080" in the same config.
+     */
+    if (ls->sa.ss_family == AF_INET6
+        && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
+    {
+        mp_log_error(level, errno, "setsockopt(IPV6_V6ONLY) %s failed",
+                     ls->text);
+        goto failed;
+    }
+    if (bind(fd, (const struct sockaddr *) &ls->sa, ls->socklen) == -1) {
+        mp_log_error(level, errno, "bind() to %s failed", ls->text);
+        goto failed;
+    }
+    if (listen(fd, MP_LISTEN_BACKLOG) == -1) {
+        mp_log_error(level, errno, "listen() to %s failed", ls->text);
+        goto failed;
+    }
+    return fd;
+
+failed:
+    close(fd);
+    return -1;
+}
+
+
+int
+mp_listen_open(mp_conf_t *conf, mp_conf_t *const *running, size_t nrunning,
+               int level)
+{
+    mp_conf_listen_t *ls;
+    size_t i;
+    int fd;
+
+    for (i = 0; i < conf->nlistens; i++) {
+        conf->listens[i].fd = -1;
+    }
+    for (i = 0; i < conf->nlistens; i++) {
+        ls = &conf->listens[i];
+        fd = find_running(ls, running, nrunning);
+        if (fd == -1) {
+            fd = open_one(ls, level);
+            if (fd == -1) {
+                goto failed;
+            }
+        }
+        ls->fd = fd;
+    }
+    return MP_OK;
+
+failed:
+    /* Close only what this call opened; shared fds belong to others. */
+    mp_listen_close(conf, running, nrunning);
+    return MP_ERROR;
+}
+
+
+int
+mp_listen_uses_fd(mp_conf_t *const *confs, size_t n, int fd)
+{
+    size_t i, j;
+
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < confs[i]->nlistens; j++) {
+            if (confs[i]->listens[j].fd == fd) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+
+void
+mp_listen_close(mp_conf_t *conf, mp_conf_t *const *keep, size_t nkeep)
+{
+    size_t i;
+    int fd;
+
+    for (i = 0; i < conf->nlistens; i++) {
+        fd = conf->listens[i].fd;
+        conf->listens[i].fd = -1;
+        if (fd != -1 && !mp_listen_uses_fd(keep, nkeep, fd)) {
+            close(fd);
+        }
+    }
+}
