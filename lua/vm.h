@@ -14,6 +14,17 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* Per-request Lua state, allocated from the request pool. */
+typedef struct {
+    lua_State *co;       /* the request's coroutine while a handler runs */
+    int co_ref;          /* its registry reference (pool slot) */
+    int exit_code;       /* argument of ngx.exit */
+    unsigned exited:1;   /* ngx.exit was called */
+} mp_lua_ctx_t;
+
+/* The context of r, created on first use. */
+mp_lua_ctx_t *mp_lua_ctx(mp_request_t *r);
+
 /*
  * In the master: creates the VM for conf (closing a previous one), compiles
  * every handler (storing refs in the conf) and runs lua.init. On failure

@@ -20,6 +20,7 @@
 #include "core/pool.h"
 
 #include <event2/event.h>
+#include <event2/event_struct.h> /* events are embedded in mp_conn_t */
 #include <http_parser.h>
 #include <netinet/in.h>
 #include <sys/uio.h>
@@ -79,7 +80,8 @@ struct mp_request_s {
     unsigned chunked_in:1;         /* Transfer-Encoding: chunked request */
     unsigned head:1;               /* HEAD: no body is sent */
     unsigned expect_continue:1;
-    unsigned header_sent:1;        /* status line and headers are out */
+    unsigned header_sent:1;        /* headers are fixed (output began) */
+    unsigned header_flushed:1;     /* headers were written to the socket */
     unsigned chunked_out:1;        /* response uses chunked encoding */
     unsigned eof:1;                /* the response body is complete */
     unsigned finalized:1;
@@ -87,36 +89,45 @@ struct mp_request_s {
 
 /* Per-connection state; embedded request, events and buffers. */
 struct mp_conn_s {
-    int fd;
+    int fd;                        /* -1 once closed */
     const mp_conf_listen_t *listen;
     struct sockaddr_storage peer;
     socklen_t peer_len;
     char peer_text[INET6_ADDRSTRLEN];  /* "127.0.0.1" */
     uint16_t peer_port;
 
-    struct event ev_read;
-    struct event ev_write;
-    struct event ev_timer;
+    struct event ev_read;          /* armed for the connection's life */
+    struct event ev_write;         /* armed only while a write would block */
+    struct event ev_timer;         /* header, body, keep-alive, send, linger */
 
     mp_buf_t in;                   /* read buffer, large_header_buffer */
     size_t in_pos;                 /* first byte not yet parsed */
-    mp_buf_t out;                  /* response body produced but not sent */
-    mp_buf_t head;                 /* status line + headers being built */
-    struct iovec iov[3];           /* pending writev: head, chunk, body */
-    int iovcnt;
+    mp_buf_t pending;              /* response body produced, not framed */
+    mp_buf_t out;                  /* framed bytes to send */
+    size_t out_sent;
+    mp_buf_t head;                 /* status line + headers (fast path) */
+    size_t head_sent;
 
     http_parser parser;
+    int parse_state;               /* http.c's PARSE_* */
+    int error_status;              /* set by parser callbacks on rejection */
     mp_request_t r;
     mp_pool_t *pool;
     uint64_t requests;             /* served on this connection */
 
-    unsigned reading_body:1;
     unsigned request_done:1;       /* parser reached message end */
     unsigned closing:1;            /* close after this response */
     unsigned writing:1;            /* a writev is pending on ev_write */
-    unsigned in_handler:1;
-    unsigned header_too_big:1;
+    unsigned in_handler:1;         /* a request is in flight */
+    unsigned lingering:1;          /* draining input before close */
+    unsigned nodelay:1;            /* TCP_NODELAY is set */
+    unsigned peer_closed:1;
+    unsigned read_paused:1;        /* ev_read deleted: read-ahead is full */
+    unsigned broken:1;             /* a write failed */
+    unsigned send_continue:1;      /* owe "100 Continue" */
 
+    mp_conn_t *prev;               /* list of open connections */
+    mp_conn_t *next;
     mp_conn_t *next_free;
 };
 
@@ -148,6 +159,26 @@ int mp_http_flush(mp_request_t *r);
  * nothing was flushed yet), then the connection reads the next request.
  */
 void mp_http_finalize(mp_request_t *r, int status);
+
+/* Answers status with nginx's error page body and finalizes. */
+void mp_http_send_error_page(mp_request_t *r, int status);
+
+/* The nginx-style HTML page for an error status into buf; its length. */
+size_t mp_http_error_page(int status, char *buf, size_t size);
+
+/*
+ * Response headers (copied into the request pool). set replaces every
+ * header of that name (case-insensitive), add appends one more, clear
+ * removes all of that name.
+ */
+mp_header_t *mp_http_set_out_header(mp_request_t *r, const char *name,
+                                    size_t nlen, const char *value,
+                                    size_t vlen);
+mp_header_t *mp_http_add_out_header(mp_request_t *r, const char *name,
+                                    size_t nlen, const char *value,
+                                    size_t vlen);
+void mp_http_clear_out_header(mp_request_t *r, const char *name,
+                              size_t nlen);
 
 /* Case-insensitive lookup of a request header; NULL when absent. */
 const mp_str_t *mp_http_header_in(const mp_request_t *r, const char *name,

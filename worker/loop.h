@@ -31,6 +31,9 @@ extern mp_worker_init_cb mp_worker_init_hook;
  */
 int mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count);
 
+/* Called by http.c when a connection closes (accept limits, shutdown). */
+void mp_worker_conn_closed(void);
+
 /* True once a graceful stop began (ngx.worker.exiting). */
 int mp_worker_exiting(void);
 

@@ -25,4 +25,7 @@ void mp_phases_start(mp_request_t *r);
 /* Continues after a runner returned MP_AGAIN; rc as a runner's. */
 void mp_phases_resume(mp_request_t *r, int rc);
 
+/* Runs the log handler after the response was sent (its result is moot). */
+void mp_phases_log(mp_request_t *r);
+
 #endif /* MP_PHASES_H */

@@ -1,0 +1,392 @@
+/*
+ * api_resp.c: the response half of ngx.*: ngx.say, ngx.print, ngx.flush,
+ * ngx.exit, ngx.status and ngx.header, with OpenResty's argument rules,
+ * return values and error strings.
+ *
+ * Output is appended to the request's pending buffer (worker/http.c); the
+ * first output fixes the status and headers, as it does in OpenResty,
+ * where it sends them.
+ */
+#include "core/mp_core.h"
+#include "core/log.h"
+#include "lua/vm.h"
+
+#include <stdio.h>
+
+#define MP_LUA_HEADER_NAME_MAX 256
+
+
+/* ---- ngx.say / ngx.print ------------------------------------------------ */
+
+static int
+is_array(lua_State *L, int idx)
+{
+    size_t n = lua_objlen(L, idx), count = 0;
+
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TNUMBER) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+    }
+    return count == n;
+}
+
+
+/* Appends one value (recursing into array tables); raises on bad types. */
+static void
+output_value(lua_State *L, mp_request_t *r, int idx, int arg,
+             const char *fname)
+{
+    const char *s;
+    size_t len, i, n;
+
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+    case LUA_TNUMBER:
+        s = lua_tolstring(L, idx, &len);
+        mp_http_output(r, s, len);
+        return;
+    case LUA_TNIL:
+        mp_http_output(r, "nil", 3);
+        return;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx)) {
+            mp_http_output(r, "true", 4);
+        } else {
+            mp_http_output(r, "false", 5);
+        }
+        return;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) {
+            mp_http_output(r, "null", 4);
+            return;
+        }
+        break;
+    case LUA_TTABLE:
+        if (idx < 0) {
+            idx = lua_gettop(L) + idx + 1;
+        }
+        if (!is_array(L, idx)) {
+            luaL_error(L, "bad argument #%d to '%s' (non-array table found)",
+                       arg, fname);
+        }
+        n = lua_objlen(L, idx);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, (int) i);
+            output_value(L, r, -1, arg, fname);
+            lua_pop(L, 1);
+        }
+        return;
+    default:
+        break;
+    }
+    luaL_error(L, "bad argument #%d to '%s' (string, number, boolean, nil, "
+               "ngx.null, or array table expected, got %s)", arg, fname,
+               luaL_typename(L, idx));
+}
+
+
+static int
+output(lua_State *L, const char *fname, int newline)
+{
+    mp_request_t *r = mp_lua_request(L);
+    int i, n = lua_gettop(L);
+
+    if (r->eof) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "seen eof");
+        return 2;
+    }
+    if (r->phase != MP_PHASE_CONTENT && r->phase != MP_PHASE_REWRITE
+        && r->phase != MP_PHASE_ACCESS) {
+        return luaL_error(L, "API disabled in the context of %s_by_lua*",
+                          mp_phase_names[r->phase]);
+    }
+    /* check every argument before the first byte is appended */
+    for (i = 1; i <= n; i++) {
+        int t = lua_type(L, i);
+
+        if (t == LUA_TTABLE && !is_array(L, i)) {
+            return luaL_error(L, "bad argument #%d to '%s' (non-array table "
+                              "found)", i, fname);
+        }
+        if (t == LUA_TFUNCTION || t == LUA_TUSERDATA || t == LUA_TTHREAD
+            || (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) != NULL)) {
+            return luaL_error(L, "bad argument #%d to '%s' (string, number, "
+                              "boolean, nil, ngx.null, or array table "
+                              "expected, got %s)", i, fname,
+                              luaL_typename(L, i));
+        }
+    }
+    for (i = 1; i <= n; i++) {
+        output_value(L, r, i, i, fname);
+    }
+    if (newline) {
+        mp_http_output(r, "\n", 1);
+    }
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
+
+static int
+ngx_say(lua_State *L)
+{
+    return output(L, "say", 1);
+}
+
+
+static int
+ngx_print(lua_State *L)
+{
+    return output(L, "print", 0);
+}
+
+
+static int
+ngx_flush(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+
+    if (r->eof) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "seen eof");
+        return 2;
+    }
+    if (mp_http_flush(r) != MP_OK) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "nginx output filter error");
+        return 2;
+    }
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
+
+static int
+ngx_exit(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+    mp_lua_ctx_t *ctx = mp_lua_ctx(r);
+
+    if (lua_gettop(L) != 1) {
+        return luaL_error(L, "expecting one argument");
+    }
+    ctx->exit_code = (int) luaL_checkinteger(L, 1);
+    ctx->exited = 1;
+    return lua_yield(L, 0);
+}
+
+
+/* ---- ngx.status ----------------------------------------------------------- */
+
+static int
+ngx_index(lua_State *L)
+{
+    const char *key = lua_tostring(L, 2);
+    mp_request_t *r;
+
+    if (key != NULL && strcmp(key, "status") == 0) {
+        r = mp_lua_request(L);
+        lua_pushinteger(L, r->status);
+        return 1;
+    }
+    return 0;
+}
+
+
+static int
+ngx_newindex(lua_State *L)
+{
+    const char *key = lua_tostring(L, 2);
+    mp_request_t *r;
+    lua_Integer status;
+
+    if (key == NULL || strcmp(key, "status") != 0) {
+        lua_rawset(L, 1);
+        return 0;
+    }
+    r = mp_lua_request(L);
+    if (r->header_sent) {
+        mp_log_error(MP_LOG_ERR, 0, "attempt to set ngx.status after "
+                     "sending out response headers");
+        return 0;
+    }
+    status = luaL_checkinteger(L, 3);
+    if (status < 100 || status > 999) {
+        return luaL_error(L, "invalid HTTP status code %d", (int) status);
+    }
+    r->status = (int) status;
+    return 0;
+}
+
+
+/* ---- ngx.header ---------------------------------------------------------- */
+
+/* Header name from a Lua key: '_' -> '-', known names in canonical case. */
+static size_t
+header_name(lua_State *L, char *buf)
+{
+    static const char *const canonical[] = {
+        "Content-Type", "Content-Length", "Location", "Cache-Control",
+        "Last-Modified", "Set-Cookie", "Content-Encoding", "ETag",
+        "Expires", "Refresh", "WWW-Authenticate",
+    };
+    size_t len, i;
+    const char *key;
+
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        luaL_argerror(L, 2, "string expected");
+    }
+    key = lua_tolstring(L, 2, &len);
+    if (len == 0 || len >= MP_LUA_HEADER_NAME_MAX) {
+        luaL_argerror(L, 2, "bad header name");
+    }
+    for (i = 0; i < len; i++) {
+        buf[i] = key[i] == '_' ? '-' : key[i];
+    }
+    buf[len] = '\0';
+    for (i = 0; i < mp_nelems(canonical); i++) {
+        if (strcasecmp(buf, canonical[i]) == 0) {
+            memcpy(buf, canonical[i], len);
+            break;
+        }
+    }
+    return len;
+}
+
+
+static int
+header_index(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+    char name[MP_LUA_HEADER_NAME_MAX];
+    size_t len = header_name(L, name), i;
+    int found = 0;
+
+    for (i = 0; i < r->nout_headers; i++) {
+        mp_header_t *h = &r->out_headers[i];
+
+        if (h->name.len != len || strncasecmp(h->name.data, name, len) != 0) {
+            continue;
+        }
+        if (found == 1) {
+            /* a second value: turn the result into a table */
+            lua_createtable(L, 4, 0);
+            lua_insert(L, -2);
+            lua_rawseti(L, -2, 1);
+        }
+        lua_pushlstring(L, h->value.data, h->value.len);
+        if (found >= 1) {
+            lua_rawseti(L, -2, found + 1);
+        }
+        found++;
+    }
+    if (!found) {
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+
+/* Rejects values that would split the response (CR or LF). */
+static const char *
+header_value(lua_State *L, int idx, size_t *len)
+{
+    const char *v;
+
+    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER) {
+        luaL_error(L, "attempt to set ngx.header.HEADER to a %s value",
+                   luaL_typename(L, idx));
+    }
+    v = lua_tolstring(L, idx, len);
+    if (memchr(v, '\r', *len) != NULL || memchr(v, '\n', *len) != NULL) {
+        luaL_error(L, "invalid header value: CR or LF found");
+    }
+    return v;
+}
+
+
+static int
+header_newindex(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+    char name[MP_LUA_HEADER_NAME_MAX];
+    size_t len = header_name(L, name), vlen, i, n;
+    const char *v;
+
+    if (r->header_sent) {
+        mp_log_error(MP_LOG_ERR, 0, "attempt to set ngx.header.HEADER after "
+                     "sending out response headers");
+        return 0;
+    }
+    if (memchr(name, '\r', len) || memchr(name, '\n', len)
+        || memchr(name, ':', len)) {
+        return luaL_error(L, "invalid header name");
+    }
+    switch (lua_type(L, 3)) {
+    case LUA_TNIL:
+        mp_http_clear_out_header(r, name, len);
+        return 0;
+    case LUA_TTABLE:
+        n = lua_objlen(L, 3);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, 3, (int) i);
+            header_value(L, -1, &vlen);
+            lua_pop(L, 1);
+        }
+        mp_http_clear_out_header(r, name, len);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, 3, (int) i);
+            v = lua_tolstring(L, -1, &vlen);
+            mp_http_add_out_header(r, name, len, v, vlen);
+            lua_pop(L, 1);
+        }
+        return 0;
+    default:
+        v = header_value(L, 3, &vlen);
+        mp_http_set_out_header(r, name, len, v, vlen);
+        return 0;
+    }
+}
+
+
+void
+mp_lua_inject_resp_api(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "say", ngx_say },
+        { "print", ngx_print },
+        { "flush", ngx_flush },
+        { "exit", ngx_exit },
+        { NULL, NULL },
+    };
+    const luaL_Reg *f;
+
+    for (f = fns; f->name != NULL; f++) {
+        lua_pushcfunction(L, f->func);
+        lua_setfield(L, -2, f->name);
+    }
+
+    /* ngx.header: a proxy table */
+    lua_createtable(L, 0, 0);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, header_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, header_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, -2, "header");
+
+    /* ngx.status through ngx's own metatable */
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, ngx_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ngx_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+}

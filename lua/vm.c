@@ -1,0 +1,386 @@
+/*
+ * vm.c: the Lua VM and the handler runner (see vm.h).
+ *
+ * The master builds the VM: libraries, package paths, the ngx table, every
+ * handler of the config compiled to a function kept in the registry, then
+ * lua.init. Workers inherit it by fork. A handler runs in a coroutine taken
+ * from a small pool: a coroutine whose function returned normally can run
+ * the next handler, which costs ~40 ns instead of ~155 ns for a new thread.
+ * A coroutine that ended with ngx.exit (a yield) or an error is dropped.
+ *
+ * Only one coroutine runs at a time in a worker, so "the current request"
+ * is a variable set around each resume.
+ */
+#include "core/mp_core.h"
+#include "core/log.h"
+#include "lua/vm.h"
+#include "worker/loop.h"
+#include "worker/phases.h"
+
+#include <lualib.h>
+#include <luajit.h>
+#include <stdio.h>
+
+#define MP_LUA_CO_POOL 64
+
+typedef struct {
+    lua_State *co;
+    int ref;
+} pooled_co_t;
+
+static lua_State *vm;
+static mp_request_t *cur_request;
+static pooled_co_t co_pool[MP_LUA_CO_POOL];
+static int co_pool_n;
+
+
+lua_State *
+mp_lua_vm(void)
+{
+    return vm;
+}
+
+
+mp_request_t *
+mp_lua_request_or_null(lua_State *L)
+{
+    (void) L;
+    return cur_request;
+}
+
+
+mp_request_t *
+mp_lua_request(lua_State *L)
+{
+    if (cur_request == NULL) {
+        luaL_error(L, "no request found");
+    }
+    return cur_request;
+}
+
+
+mp_lua_ctx_t *
+mp_lua_ctx(mp_request_t *r)
+{
+    if (r->lua_ctx == NULL) {
+        r->lua_ctx = mp_pool_calloc(r->pool, sizeof(mp_lua_ctx_t));
+    }
+    return r->lua_ctx;
+}
+
+
+/* package.path from the config: ";;" stands for LuaJIT's default path. */
+static void
+set_path(lua_State *L, const char *field, const char *conf_value,
+         const char *extra)
+{
+    const char *def, *p;
+    luaL_Buffer b;
+
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, field);
+    def = lua_tostring(L, -1);
+    luaL_buffinit(L, &b);
+    if (conf_value != NULL) {
+        p = strstr(conf_value, ";;");
+        if (p != NULL) {
+            luaL_addlstring(&b, conf_value, (size_t) (p - conf_value));
+            luaL_addchar(&b, ';');
+            luaL_addstring(&b, def);
+            luaL_addchar(&b, ';');
+            luaL_addstring(&b, p + 2);
+        } else {
+            luaL_addstring(&b, conf_value);
+        }
+    } else {
+        luaL_addstring(&b, def);
+    }
+    if (extra != NULL) {
+        luaL_addchar(&b, ';');
+        luaL_addstring(&b, extra);
+    }
+    luaL_pushresult(&b);
+    lua_setfield(L, -3, field);
+    lua_pop(L, 2);
+}
+
+
+static lua_State *
+create_vm(const mp_conf_t *conf)
+{
+    lua_State *L = luaL_newstate();
+
+    if (L == NULL) {
+        return NULL;
+    }
+    luaL_openlibs(L);
+    set_path(L, "path", conf->lua.package_path, MP_LUA_LIB_DIR "/?.lua");
+    set_path(L, "cpath", conf->lua.package_cpath, NULL);
+
+    lua_createtable(L, 0, 128);
+    mp_lua_inject_consts_api(L);
+    mp_lua_inject_log_api(L);
+    mp_lua_inject_time_api(L);
+    mp_lua_inject_worker_api(L);
+    mp_lua_inject_req_api(L);
+    mp_lua_inject_var_api(L);
+    mp_lua_inject_resp_api(L);
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, "ngx");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "ngx");
+    lua_pop(L, 3);
+    return L;
+}
+
+
+/* Chunk-relative Lua message -> "file:line:col: message". */
+static int
+compile_one(lua_State *L, mp_conf_handler_t *h, char *err, size_t errlen)
+{
+    if (h == NULL) {
+        return MP_OK;
+    }
+    if (luaL_loadbuffer(L, h->code.data, h->code.len, h->chunk) != 0) {
+        snprintf(err, errlen, "%s:%d:%d: Lua syntax error: %s", h->pos.file,
+                 h->pos.line, h->pos.column, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return MP_ERROR;
+    }
+    h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return MP_OK;
+}
+
+
+static int
+compile_all(lua_State *L, mp_conf_t *conf, char *err, size_t errlen)
+{
+    size_t s, l;
+    int p;
+
+    if (compile_one(L, conf->lua.init, err, errlen) != MP_OK
+        || compile_one(L, conf->lua.init_worker, err, errlen) != MP_OK) {
+        return MP_ERROR;
+    }
+    for (s = 0; s < conf->nservers; s++) {
+        mp_conf_server_t *srv = &conf->servers[s];
+
+        for (l = 0; l < srv->nlocations; l++) {
+            for (p = 0; p < MP_PHASE_MAX; p++) {
+                if (compile_one(L, srv->locations[l].handlers[p], err, errlen)
+                    != MP_OK) {
+                    return MP_ERROR;
+                }
+            }
+        }
+    }
+    return MP_OK;
+}
+
+
+/* Error handler for pcall: appends a traceback. */
+static int
+traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg == NULL) {
+        msg = lua_pushfstring(L, "(error object is a %s value)",
+                              luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+
+/* Runs a handler outside any request (init, init_worker). */
+static int
+run_plain(lua_State *L, mp_conf_handler_t *h, char *err, size_t errlen)
+{
+    int rc;
+
+    if (h == NULL) {
+        return MP_OK;
+    }
+    lua_pushcfunction(L, traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    rc = lua_pcall(L, 0, 0, -2);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%d:%d: %s failed: %s", h->pos.file,
+                 h->pos.line, h->pos.column, h->chunk + 1,
+                 lua_tostring(L, -1));
+        lua_pop(L, 2);
+        return MP_ERROR;
+    }
+    lua_pop(L, 1);
+    return MP_OK;
+}
+
+
+int
+mp_lua_check(mp_conf_t *conf, char *err, size_t errlen)
+{
+    lua_State *L = create_vm(conf);
+    int rc;
+
+    if (L == NULL) {
+        snprintf(err, errlen, "%s: cannot create the Lua VM", conf->file);
+        return MP_ERROR;
+    }
+    rc = compile_all(L, conf, err, errlen);
+    lua_close(L);
+    return rc;
+}
+
+
+int
+mp_lua_master_init(mp_conf_t *conf, char *err, size_t errlen)
+{
+    lua_State *L = create_vm(conf);
+
+    if (L == NULL) {
+        snprintf(err, errlen, "%s: cannot create the Lua VM", conf->file);
+        return MP_ERROR;
+    }
+    if (compile_all(L, conf, err, errlen) != MP_OK
+        || run_plain(L, conf->lua.init, err, errlen) != MP_OK) {
+        lua_close(L);
+        return MP_ERROR;
+    }
+    if (vm != NULL) {
+        lua_close(vm);
+    }
+    vm = L;
+    co_pool_n = 0;
+    return MP_OK;
+}
+
+
+/* ---- the runner ---------------------------------------------------------- */
+
+static void
+acquire_co(mp_lua_ctx_t *ctx)
+{
+    if (co_pool_n > 0) {
+        co_pool_n--;
+        ctx->co = co_pool[co_pool_n].co;
+        ctx->co_ref = co_pool[co_pool_n].ref;
+        return;
+    }
+    ctx->co = lua_newthread(vm);
+    ctx->co_ref = luaL_ref(vm, LUA_REGISTRYINDEX);
+}
+
+
+static void
+release_co(mp_lua_ctx_t *ctx, int reusable)
+{
+    if (reusable && co_pool_n < MP_LUA_CO_POOL) {
+        lua_settop(ctx->co, 0);
+        co_pool[co_pool_n].co = ctx->co;
+        co_pool[co_pool_n].ref = ctx->co_ref;
+        co_pool_n++;
+    } else {
+        luaL_unref(vm, LUA_REGISTRYINDEX, ctx->co_ref);
+    }
+    ctx->co = NULL;
+    ctx->co_ref = LUA_NOREF;
+}
+
+
+static void
+log_lua_error(lua_State *co)
+{
+    const char *msg = lua_tostring(co, -1);
+    const char *tb;
+    static const char head[] = "stack traceback:\n";
+
+    if (msg == NULL) {
+        msg = lua_pushfstring(co, "(error object is a %s value)",
+                              luaL_typename(co, -1));
+    }
+    luaL_traceback(vm, co, NULL, 0);
+    tb = lua_tostring(vm, -1);
+    if (strncmp(tb, head, sizeof(head) - 1) == 0) {
+        tb += sizeof(head) - 1;
+    }
+    /* OpenResty's shape, which log scrapers already parse */
+    mp_log_error(MP_LOG_ERR, 0,
+                 "lua entry thread aborted: runtime error: %s\n"
+                 "stack traceback:\ncoroutine 0:\n%s", msg, tb);
+    lua_pop(vm, 1);
+}
+
+
+/* Maps ngx.exit(code) to what the phase engine expects. */
+static int
+handle_exit(mp_request_t *r, int code)
+{
+    if (code >= 200) {
+        if (r->header_sent) {
+            mp_http_finalize(r, 0);
+        } else if (code >= 300 || code == 204) {
+            mp_http_send_error_page(r, code);
+        } else {
+            mp_http_finalize(r, code);
+        }
+        return MP_DONE;
+    }
+    if (code == MP_ERROR || code < 0) {
+        return code == MP_DECLINED ? MP_DECLINED : MP_ERROR;
+    }
+    return MP_OK;
+}
+
+
+static int
+run_handler(mp_request_t *r, mp_conf_handler_t *h)
+{
+    mp_lua_ctx_t *ctx = mp_lua_ctx(r);
+    int rc;
+
+    acquire_co(ctx);
+    lua_rawgeti(ctx->co, LUA_REGISTRYINDEX, h->ref);
+    ctx->exited = 0;
+    cur_request = r;
+    rc = lua_resume(ctx->co, 0);
+    cur_request = NULL;
+
+    if (rc == 0) {
+        release_co(ctx, 1);
+        return MP_OK;
+    }
+    if (rc == LUA_YIELD && ctx->exited) {
+        release_co(ctx, 0);
+        return handle_exit(r, ctx->exit_code);
+    }
+    if (rc == LUA_YIELD) {
+        /* nothing can suspend a request yet (cosockets come later) */
+        lua_pushliteral(ctx->co, "attempt to yield across a handler");
+    }
+    log_lua_error(ctx->co);
+    release_co(ctx, 0);
+    return MP_ERROR;
+}
+
+
+static int
+worker_init(const mp_conf_t *conf)
+{
+    char err[1024];
+
+    if (run_plain(vm, conf->lua.init_worker, err, sizeof(err)) != MP_OK) {
+        mp_log_error(MP_LOG_ERR, 0, "%s", err);
+    }
+    return MP_OK;
+}
+
+
+void
+mp_lua_worker_setup(void)
+{
+    mp_phases_set_runner(run_handler);
+    mp_worker_init_hook = worker_init;
+}

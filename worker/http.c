@@ -1,0 +1,1365 @@
+/*
+ * http.c: the connection and request life cycle around Debian's http-parser.
+ *
+ * A connection reads into one buffer of large_header_buffer bytes. The
+ * parser is paused at the end of each message so pipelined requests are
+ * answered strictly in order; strings of the current request point into the
+ * buffer, which is compacted only between requests. The body is copied into
+ * a per-connection buffer as it arrives, so body bytes never hold header
+ * space.
+ *
+ * The response is buffered: handlers append to c->pending; a response that
+ * is complete before anything was flushed goes out as one writev of the
+ * header and the body with Content-Length. After a flush (ngx.flush) the
+ * rest is framed as chunks. Connections, their buffers and pools are kept on
+ * a free list, so the hot path allocates nothing once warm.
+ *
+ * Invariant: at most one request per connection is in flight; while it is,
+ * the read event stays armed (no epoll_ctl churn) and only reads ahead.
+ */
+#include "core/mp_core.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "worker/http.h"
+#include "worker/loop.h"
+#include "worker/phases.h"
+#include "worker/accesslog.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MP_HTTP_HEADERS_INIT 32
+#define MP_HTTP_LINGER_MSEC 2000
+#define MP_HTTP_OUT_KEEP (64 * 1024) /* larger buffers are freed after use */
+
+static mp_conn_t *free_conns;
+static size_t nactive;
+static mp_conn_t *conns_head; /* all open connections, for shutdown */
+static int shutting_down;
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_timeout(evutil_socket_t fd, short what, void *arg);
+static void process_input(mp_conn_t *c);
+static void send_error(mp_conn_t *c, int status);
+static void start_write(mp_conn_t *c);
+static void after_response(mp_conn_t *c);
+
+static int on_message_begin(http_parser *p);
+static int on_url(http_parser *p, const char *at, size_t len);
+static int on_header_field(http_parser *p, const char *at, size_t len);
+static int on_header_value(http_parser *p, const char *at, size_t len);
+static int on_headers_complete(http_parser *p);
+static int on_body(http_parser *p, const char *at, size_t len);
+static int on_message_complete(http_parser *p);
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* Where the parser was when the header buffer ran out: picks 414 vs 431. */
+enum { PARSE_IDLE, PARSE_URL, PARSE_FIELD, PARSE_VALUE, PARSE_BODY };
+
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static void
+buf_reserve(mp_buf_t *b, size_t more)
+{
+    size_t cap;
+
+    if (b->len + more <= b->cap) {
+        return;
+    }
+    cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + more) {
+        cap *= 2;
+    }
+    b->data = mp_realloc(b->data, cap);
+    b->cap = cap;
+}
+
+
+static void
+buf_append(mp_buf_t *b, const char *data, size_t len)
+{
+    buf_reserve(b, len);
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+
+static void
+buf_append_str(mp_buf_t *b, const char *s)
+{
+    buf_append(b, s, strlen(s));
+}
+
+
+/* Keeps a buffer that grew for one big response from pinning memory. */
+static void
+buf_trim(mp_buf_t *b)
+{
+    b->len = 0;
+    if (b->cap > MP_HTTP_OUT_KEEP) {
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+    }
+}
+
+
+/* ---- status lines --------------------------------------------------------- */
+
+typedef struct {
+    int status;
+    const char *text;
+} status_text_t;
+
+static const status_text_t status_texts[] = {
+    { 100, "Continue" }, { 101, "Switching Protocols" },
+    { 200, "OK" }, { 201, "Created" }, { 202, "Accepted" },
+    { 203, "Non-Authoritative Information" }, { 204, "No Content" },
+    { 205, "Reset Content" }, { 206, "Partial Content" },
+    { 300, "Multiple Choices" }, { 301, "Moved Permanently" },
+    { 302, "Moved Temporarily" }, { 303, "See Other" },
+    { 304, "Not Modified" }, { 307, "Temporary Redirect" },
+    { 308, "Permanent Redirect" }, { 400, "Bad Request" },
+    { 401, "Unauthorized" }, { 402, "Payment Required" },
+    { 403, "Forbidden" }, { 404, "Not Found" },
+    { 405, "Not Allowed" }, { 406, "Not Acceptable" },
+    { 408, "Request Time-out" }, { 409, "Conflict" }, { 410, "Gone" },
+    { 411, "Length Required" }, { 412, "Precondition Failed" },
+    { 413, "Request Entity Too Large" }, { 414, "Request-URI Too Large" },
+    { 415, "Unsupported Media Type" },
+    { 416, "Requested Range Not Satisfiable" },
+    { 429, "Too Many Requests" },
+    { 431, "Request Header Fields Too Large" },
+    { 500, "Internal Server Error" }, { 501, "Not Implemented" },
+    { 502, "Bad Gateway" }, { 503, "Service Temporarily Unavailable" },
+    { 504, "Gateway Time-out" }, { 505, "HTTP Version Not Supported" },
+    { 507, "Insufficient Storage" },
+};
+
+
+const char *
+mp_http_status_text(int status)
+{
+    size_t i;
+
+    for (i = 0; i < mp_nelems(status_texts); i++) {
+        if (status_texts[i].status == status) {
+            return status_texts[i].text;
+        }
+    }
+    return "";
+}
+
+
+/* ---- request helpers --------------------------------------------------- */
+
+const mp_str_t *
+mp_http_header_in(const mp_request_t *r, const char *name, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < r->nheaders; i++) {
+        const mp_header_t *h = &r->headers[i];
+
+        if (h->name.len == len && strncasecmp(h->name.data, name, len) == 0) {
+            return &h->value;
+        }
+    }
+    return NULL;
+}
+
+
+int
+mp_http_server_port(const mp_conn_t *c)
+{
+    const struct sockaddr *sa = (const struct sockaddr *) &c->listen->sa;
+
+    if (sa->sa_family == AF_INET6) {
+        return ntohs(((const struct sockaddr_in6 *) sa)->sin6_port);
+    }
+    return ntohs(((const struct sockaddr_in *) sa)->sin_port);
+}
+
+
+size_t
+mp_http_active_connections(void)
+{
+    return nactive;
+}
+
+
+static size_t
+log_context(void *data, char *buf, size_t size)
+{
+    mp_request_t *r = data;
+    int n;
+
+    if (r->method.len == 0) {
+        n = snprintf(buf, size, ", client: %s", r->conn->peer_text);
+    } else {
+        n = snprintf(buf, size, ", client: %s, request: \"%.*s %.*s HTTP/%d.%d\"",
+                     r->conn->peer_text, (int) r->method.len, r->method.data,
+                     (int) mp_min(r->request_uri.len, 1024),
+                     r->request_uri.data, r->http_major, r->http_minor);
+    }
+    return n < 0 ? 0 : mp_min((size_t) n, size);
+}
+
+
+/* Extends s with [at, at+len), which follows it in the read buffer. */
+static void
+extend(mp_str_t *s, const char *at, size_t len)
+{
+    if (s->data == NULL) {
+        s->data = (char *) at;
+        s->len = len;
+    } else {
+        /* pieces of one token are adjacent: the buffer never moves mid-request */
+        s->len = (size_t) (at + len - s->data);
+    }
+}
+
+
+static int
+hex_value(int ch)
+{
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0';
+    }
+    ch |= 0x20;
+    if (ch >= 'a' && ch <= 'f') {
+        return ch - 'a' + 10;
+    }
+    return -1;
+}
+
+
+/*
+ * Decodes %XX and removes dot segments and repeated slashes, like nginx's
+ * $uri. Returns MP_ERROR for a path that escapes the root or is not
+ * absolute (400).
+ */
+static int
+normalize_uri(mp_request_t *r, const char *path, size_t len)
+{
+    char *out = mp_pool_nalloc(r->pool, len + 1);
+    size_t i, o = 0;
+    int hi, lo;
+
+    if (len == 0 || path[0] != '/') {
+        return MP_ERROR;
+    }
+    for (i = 0; i < len; i++) {
+        char ch = path[i];
+
+        if (ch == '%' && i + 2 < len + 0 && (hi = hex_value(path[i + 1])) >= 0
+            && (lo = hex_value(path[i + 2])) >= 0) {
+            ch = (char) (hi * 16 + lo);
+            i += 2;
+        }
+        if (ch == '\0') {
+            return MP_ERROR;
+        }
+        out[o++] = ch;
+        if (ch != '/' && !(ch == '.' && o >= 2 && out[o - 2] == '/')
+            && !(ch == '.' && o >= 3 && out[o - 2] == '.' && out[o - 3] == '/'))
+        {
+            continue;
+        }
+        if (ch != '/') {
+            continue;
+        }
+        /* a segment just ended at out[o-1] == '/' */
+        if (o >= 2 && out[o - 2] == '/') {
+            o--; /* "//" -> "/" */
+        } else if (o >= 3 && out[o - 2] == '.' && out[o - 3] == '/') {
+            o -= 2; /* "/./" -> "/" */
+        } else if (o >= 4 && out[o - 2] == '.' && out[o - 3] == '.'
+                   && out[o - 4] == '/') {
+            if (o == 4) {
+                return MP_ERROR; /* "/../" escapes the root */
+            }
+            o -= 4;
+            while (out[o - 1] != '/') {
+                o--;
+            }
+        }
+    }
+    /* a trailing "/." or "/.." */
+    if (o >= 2 && out[o - 1] == '.' && out[o - 2] == '/') {
+        o--;
+    } else if (o >= 3 && out[o - 1] == '.' && out[o - 2] == '.'
+               && out[o - 3] == '/') {
+        if (o == 3) {
+            return MP_ERROR;
+        }
+        o -= 3;
+        while (out[o - 1] != '/') {
+            o--;
+        }
+    }
+    out[o] = '\0';
+    r->uri.data = out;
+    r->uri.len = o;
+    return MP_OK;
+}
+
+
+static int
+split_uri(mp_request_t *r)
+{
+    const char *u = r->request_uri.data;
+    size_t len = r->request_uri.len;
+    const char *q = memchr(u, '?', len);
+    const char *path = u;
+    size_t plen = q ? (size_t) (q - u) : len;
+    const char *slash;
+
+    if (q != NULL) {
+        r->args.data = (char *) q + 1;
+        r->args.len = len - plen - 1;
+    }
+    /* absolute-form "http://host/path": the path starts at the third '/' */
+    if (plen > 0 && path[0] != '/') {
+        const char *scheme = memchr(path, ':', plen);
+
+        if (scheme == NULL || (size_t) (scheme - path) + 3 > plen
+            || scheme[1] != '/' || scheme[2] != '/') {
+            return MP_ERROR;
+        }
+        slash = memchr(scheme + 3, '/', plen - (size_t) (scheme + 3 - path));
+        if (slash == NULL) {
+            return normalize_uri(r, "/", 1);
+        }
+        plen -= (size_t) (slash - path);
+        path = slash;
+    }
+    return normalize_uri(r, path, plen);
+}
+
+
+static void
+set_host(mp_request_t *r, const mp_str_t *v)
+{
+    char *h = mp_pool_nalloc(r->pool, v->len + 1);
+    size_t i, n = v->len;
+
+    /* strip the port, but not inside an IPv6 literal */
+    for (i = n; i > 0; i--) {
+        if (v->data[i - 1] == ':') {
+            n = i - 1;
+            break;
+        }
+        if (v->data[i - 1] == ']') {
+            break;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        h[i] = (char) ((v->data[i] >= 'A' && v->data[i] <= 'Z')
+                           ? v->data[i] | 0x20 : v->data[i]);
+    }
+    if (n > 0 && h[n - 1] == '.') {
+        n--;
+    }
+    h[n] = '\0';
+    r->host.data = h;
+    r->host.len = n;
+}
+
+
+/* ---- parser callbacks ----------------------------------------------------- */
+
+static mp_conn_t *
+parser_conn(http_parser *p)
+{
+    return mp_container_of(p, mp_conn_t, parser);
+}
+
+
+static int
+on_message_begin(http_parser *p)
+{
+    mp_conn_t *c = parser_conn(p);
+
+    c->parse_state = PARSE_URL;
+    return 0;
+}
+
+
+static int
+on_url(http_parser *p, const char *at, size_t len)
+{
+    extend(&parser_conn(p)->r.request_uri, at, len);
+    return 0;
+}
+
+
+static int
+on_header_field(http_parser *p, const char *at, size_t len)
+{
+    mp_conn_t *c = parser_conn(p);
+    mp_request_t *r = &c->r;
+
+    if (c->parse_state != PARSE_FIELD) {
+        if (r->nheaders == r->headers_cap) {
+            size_t cap = r->headers_cap ? r->headers_cap * 2
+                                        : MP_HTTP_HEADERS_INIT;
+            mp_header_t *h = mp_pool_alloc(r->pool, cap * sizeof(*h));
+
+            if (r->nheaders) {
+                memcpy(h, r->headers, r->nheaders * sizeof(*h));
+            }
+            r->headers = h;
+            r->headers_cap = cap;
+        }
+        memset(&r->headers[r->nheaders++], 0, sizeof(mp_header_t));
+        c->parse_state = PARSE_FIELD;
+    }
+    extend(&r->headers[r->nheaders - 1].name, at, len);
+    return 0;
+}
+
+
+static int
+on_header_value(http_parser *p, const char *at, size_t len)
+{
+    mp_conn_t *c = parser_conn(p);
+    mp_request_t *r = &c->r;
+
+    c->parse_state = PARSE_VALUE;
+    extend(&r->headers[r->nheaders - 1].value, at, len);
+    return 0;
+}
+
+
+static int
+token_eq(const mp_str_t *s, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    return s->len == n && strncasecmp(s->data, lit, n) == 0;
+}
+
+
+/* Checks framing headers; returns 0 or the status to answer with. */
+static int
+check_framing(mp_request_t *r)
+{
+    size_t i;
+    int ncl = 0;
+
+    for (i = 0; i < r->nheaders; i++) {
+        mp_header_t *h = &r->headers[i];
+
+        if (token_eq(&h->name, "Transfer-Encoding")) {
+            if (!token_eq(&h->value, "chunked")) {
+                return 501;
+            }
+            r->chunked_in = 1;
+        } else if (token_eq(&h->name, "Content-Length")) {
+            ncl++;
+        } else if (token_eq(&h->name, "Host")) {
+            if (r->host.data != NULL) {
+                return 400; /* two Host headers */
+            }
+            set_host(r, &h->value);
+        } else if (token_eq(&h->name, "Expect")) {
+            if (!token_eq(&h->value, "100-continue")) {
+                return 417;
+            }
+            r->expect_continue = 1;
+        }
+    }
+    /* Content-Length with chunked, or twice: request smuggling */
+    if (ncl > 1 || (ncl && r->chunked_in)) {
+        return 400;
+    }
+    if (r->http_major == 1 && r->http_minor >= 1 && r->host.data == NULL) {
+        return 400;
+    }
+    return 0;
+}
+
+
+static int
+on_headers_complete(http_parser *p)
+{
+    mp_conn_t *c = parser_conn(p);
+    mp_request_t *r = &c->r;
+    const mp_conf_t *conf = mp_worker_conf;
+    int status;
+
+    c->parse_state = PARSE_BODY;
+    r->method.data = (char *) http_method_str(p->method);
+    r->method.len = strlen(r->method.data);
+    r->method_id = p->method;
+    r->http_major = p->http_major;
+    r->http_minor = p->http_minor;
+    r->keepalive = http_should_keep_alive(p) && !shutting_down;
+    r->head = p->method == HTTP_HEAD;
+    r->content_length = (p->flags & F_CONTENTLENGTH)
+                            ? (int64_t) p->content_length : -1;
+
+    if (r->http_major != 1) {
+        c->error_status = 505;
+        return -1;
+    }
+    status = check_framing(r);
+    if (status == 0 && split_uri(r) != MP_OK) {
+        status = 400;
+    }
+    if (status == 0 && r->content_length > 0
+        && (size_t) r->content_length > conf->http.client_max_body_size
+        && conf->http.client_max_body_size != 0) {
+        status = 413;
+    }
+    if (status != 0) {
+        c->error_status = status;
+        return -1;
+    }
+    if (r->expect_continue && (r->content_length > 0 || r->chunked_in)) {
+        c->send_continue = 1;
+    }
+    return 0;
+}
+
+
+static int
+on_body(http_parser *p, const char *at, size_t len)
+{
+    mp_conn_t *c = parser_conn(p);
+    size_t max = mp_worker_conf->http.client_max_body_size;
+
+    if (max != 0 && c->r.body.len + len > max) {
+        c->error_status = 413;
+        return -1;
+    }
+    buf_append(&c->r.body, at, len);
+    return 0;
+}
+
+
+static int
+on_message_complete(http_parser *p)
+{
+    mp_conn_t *c = parser_conn(p);
+
+    c->request_done = 1;
+    c->parse_state = PARSE_IDLE;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+
+/* ---- connection life cycle ---------------------------------------------- */
+
+static void
+reset_request(mp_conn_t *c)
+{
+    mp_request_t *r = &c->r;
+    mp_buf_t body = r->body;
+
+    mp_pool_reset(c->pool);
+    memset(r, 0, sizeof(*r));
+    body.len = 0;
+    r->body = body;
+    r->conn = c;
+    r->pool = c->pool;
+    r->content_length = -1;
+    c->request_done = 0;
+    c->parse_state = PARSE_IDLE;
+    c->error_status = 0;
+    c->send_continue = 0;
+    c->pending.len = 0;
+    c->out.len = 0;
+    c->out_sent = 0;
+    c->head.len = 0;
+}
+
+
+static void
+arm_timer(mp_conn_t *c, mp_msec_t msec)
+{
+    struct timeval tv = { (time_t) (msec / 1000),
+                          (suseconds_t) ((msec % 1000) * 1000) };
+
+    event_add(&c->ev_timer, &tv);
+}
+
+
+void
+mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
+                  const struct sockaddr *peer, socklen_t peer_len)
+{
+    const mp_conf_t *conf = mp_worker_conf;
+    mp_conn_t *c = free_conns;
+
+    if (c != NULL) {
+        free_conns = c->next_free;
+    } else {
+        c = mp_calloc(1, sizeof(*c));
+        /* headers may use all of large_header_buffer; a little slack keeps
+         * room to read a body behind a header that fills it */
+        c->in.cap = conf->http.large_header_buffer + 1024;
+        c->in.data = mp_alloc(c->in.cap);
+        c->pool = mp_pool_create(4096);
+    }
+    c->fd = fd;
+    c->listen = listen;
+    memcpy(&c->peer, peer, peer_len);
+    c->peer_len = peer_len;
+    if (peer->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *) peer;
+
+        inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_text, sizeof(c->peer_text));
+        c->peer_port = ntohs(s6->sin6_port);
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *) peer;
+
+        inet_ntop(AF_INET, &s4->sin_addr, c->peer_text, sizeof(c->peer_text));
+        c->peer_port = ntohs(s4->sin_port);
+    }
+    c->in.len = 0;
+    c->in_pos = 0;
+    c->requests = 0;
+    c->closing = 0;
+    c->lingering = 0;
+    c->writing = 0;
+    c->in_handler = 0;
+    c->nodelay = 0;
+    c->peer_closed = 0;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    reset_request(c);
+
+    c->prev = NULL;
+    c->next = conns_head;
+    if (conns_head != NULL) {
+        conns_head->prev = c;
+    }
+    conns_head = c;
+    nactive++;
+
+    event_assign(&c->ev_read, mp_worker_base, fd, EV_READ | EV_PERSIST,
+                 on_read, c);
+    event_assign(&c->ev_write, mp_worker_base, fd, EV_WRITE | EV_PERSIST,
+                 on_write, c);
+    evtimer_assign(&c->ev_timer, mp_worker_base, on_timeout, c);
+    event_add(&c->ev_read, NULL);
+    arm_timer(c, conf->http.client_header_timeout);
+}
+
+
+static void
+conn_close(mp_conn_t *c)
+{
+    event_del(&c->ev_read);
+    event_del(&c->ev_write);
+    event_del(&c->ev_timer);
+    close(c->fd);
+    c->fd = -1;
+    mp_pool_reset(c->pool);
+    buf_trim(&c->out);
+    buf_trim(&c->pending);
+    buf_trim(&c->r.body);
+
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        conns_head = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->next_free = free_conns;
+    free_conns = c;
+    nactive--;
+    mp_worker_conn_closed();
+}
+
+
+/*
+ * Closes after an error response without losing it: a client still sending
+ * a body would get a reset (and may lose our response) if we closed with
+ * unread data, so we stop writing and drain for a short while first.
+ */
+static void
+conn_linger(mp_conn_t *c)
+{
+    if (shutdown(c->fd, SHUT_WR) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = 1;
+    event_del(&c->ev_write);
+    arm_timer(c, MP_HTTP_LINGER_MSEC);
+}
+
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    mp_conn_t *c = arg;
+
+    (void) fd;
+    (void) what;
+    mp_time_update();
+    if (c->lingering || c->writing || c->in_handler == 0) {
+        if (!c->lingering && c->parse_state != PARSE_IDLE && !c->writing
+            && !c->in_handler) {
+            mp_log_error(MP_LOG_INFO, 0, "client %s timed out (%s)",
+                         c->peer_text,
+                         c->parse_state == PARSE_BODY ? "reading body"
+                                                      : "reading header");
+        }
+        conn_close(c);
+    }
+}
+
+
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+    mp_conn_t *c = arg;
+    ssize_t n;
+    char drain[4096];
+
+    (void) what;
+    mp_time_update();
+    if (c->lingering) {
+        n = read(fd, drain, sizeof(drain));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            conn_close(c);
+        }
+        return;
+    }
+    if (c->in.len == c->in.cap) {
+        if (c->in_handler || c->writing) {
+            /* a request is in flight and we read ahead a full buffer:
+             * stop reading until it is answered */
+            event_del(&c->ev_read);
+            c->read_paused = 1;
+            return;
+        }
+        send_error(c, c->parse_state == PARSE_URL
+                              || c->parse_state == PARSE_IDLE ? 414 : 431);
+        return;
+    }
+    n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        if (n < 0) {
+            mp_log_error(MP_LOG_INFO, errno, "read() from %s failed",
+                         c->peer_text);
+        }
+        if (c->in_handler || c->writing) {
+            /* finish the response in flight, then close */
+            c->peer_closed = 1;
+            c->closing = 1;
+            event_del(&c->ev_read);
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    c->in.len += (size_t) n;
+    if (!c->in_handler && !c->writing) {
+        process_input(c);
+    }
+}
+
+
+/* Moves the unparsed tail to the front of the buffer between requests. */
+static void
+compact_input(mp_conn_t *c)
+{
+    size_t left = c->in.len - c->in_pos;
+
+    if (c->in_pos == 0) {
+        return;
+    }
+    if (left > 0) {
+        memmove(c->in.data, c->in.data + c->in_pos, left);
+    }
+    c->in.len = left;
+    c->in_pos = 0;
+}
+
+
+static void
+send_continue(mp_conn_t *c)
+{
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n;
+
+    c->send_continue = 0;
+    /* a 25-byte write to an idle socket buffer does not block */
+    n = write(c->fd, line, sizeof(line) - 1);
+    (void) n;
+}
+
+
+static void
+start_request(mp_conn_t *c)
+{
+    mp_request_t *r = &c->r;
+
+    event_del(&c->ev_timer);
+    clock_gettime(CLOCK_REALTIME, &r->start);
+    c->in_handler = 1;
+    mp_log_ctx_handler = log_context;
+    mp_log_ctx_data = r;
+    mp_phases_start(r);
+}
+
+
+static void
+process_input(mp_conn_t *c)
+{
+    size_t n, avail;
+    enum http_errno err;
+
+    while (!c->in_handler && !c->writing && !c->lingering && c->fd >= 0) {
+        avail = c->in.len - c->in_pos;
+        if (avail == 0) {
+            break;
+        }
+        if (c->parse_state == PARSE_IDLE && c->r.method.len == 0) {
+            compact_input(c);
+        }
+        n = http_parser_execute(&c->parser, &parser_settings,
+                                c->in.data + c->in_pos, c->in.len - c->in_pos);
+        c->in_pos += n;
+        err = HTTP_PARSER_ERRNO(&c->parser);
+        if (err == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            start_request(c);
+            return;
+        }
+        if (err != HPE_OK) {
+            int status = c->error_status ? c->error_status : 400;
+
+            if (err == HPE_INVALID_TRANSFER_ENCODING) {
+                status = 501;
+            }
+            mp_log_error(MP_LOG_INFO, 0, "client %s sent invalid request "
+                         "(%s), answering %d", c->peer_text,
+                         http_errno_description(err), status);
+            send_error(c, status);
+            return;
+        }
+        if (c->send_continue) {
+            send_continue(c);
+        }
+        if (c->parse_state == PARSE_BODY) {
+            /* body bytes were copied out: reuse their space */
+            c->in.len = c->in_pos;
+            arm_timer(c, mp_worker_conf->http.client_body_timeout);
+        }
+        break; /* need more data */
+    }
+}
+
+
+void
+mp_http_shutdown(void)
+{
+    mp_conn_t *c, *next;
+
+    shutting_down = 1;
+    for (c = conns_head; c != NULL; c = next) {
+        next = c->next;
+        if (!c->in_handler && !c->writing && !c->lingering
+            && c->parse_state == PARSE_IDLE && c->in.len == c->in_pos) {
+            conn_close(c); /* idle keep-alive */
+        } else {
+            c->closing = 1;
+        }
+    }
+}
+
+
+/* ---- response ------------------------------------------------------------ */
+
+static char *
+put_uint(char *p, uint64_t v)
+{
+    char tmp[24];
+    int i = 0;
+
+    do {
+        tmp[i++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (i) {
+        *p++ = tmp[--i];
+    }
+    return p;
+}
+
+
+static void
+put(mp_buf_t *b, const char *s, size_t n)
+{
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+
+#define put_lit(b, s) put((b), (s), sizeof(s) - 1)
+
+
+/*
+ * Writes the status line and headers into b. length >= 0 gives a
+ * Content-Length, -1 asks for chunked framing (HTTP/1.1) or close-delimited
+ * (HTTP/1.0).
+ */
+static void
+build_header(mp_request_t *r, mp_buf_t *b, int64_t length)
+{
+    mp_conn_t *c = r->conn;
+    const mp_str_t *date = mp_time_http();
+    const char *text;
+    size_t need = 256 + date->len, i;
+    int has_type = 0;
+    char *p;
+
+    for (i = 0; i < r->nout_headers; i++) {
+        need += r->out_headers[i].name.len + r->out_headers[i].value.len + 4;
+    }
+    buf_reserve(b, need);
+    if (r->status == 0) {
+        r->status = 200;
+    }
+    text = mp_http_status_text(r->status);
+    put_lit(b, "HTTP/1.1 ");
+    p = put_uint(b->data + b->len, (uint64_t) r->status);
+    b->len = (size_t) (p - b->data);
+    b->data[b->len++] = ' ';
+    put(b, text, strlen(text));
+    put_lit(b, "\r\nServer: moonpool\r\nDate: ");
+    put(b, date->data, date->len);
+    put_lit(b, "\r\n");
+    for (i = 0; i < r->nout_headers; i++) {
+        mp_header_t *h = &r->out_headers[i];
+
+        if (h->name.len == 0) {
+            continue; /* cleared */
+        }
+        if (token_eq(&h->name, "Content-Type")) {
+            has_type = 1;
+        }
+        put(b, h->name.data, h->name.len);
+        put_lit(b, ": ");
+        put(b, h->value.data, h->value.len);
+        put_lit(b, "\r\n");
+    }
+    if (!has_type && r->status != 204 && r->status != 304) {
+        put_lit(b, "Content-Type: text/plain\r\n");
+    }
+    if (length >= 0) {
+        if (r->status != 204 && r->status != 304) {
+            put_lit(b, "Content-Length: ");
+            p = put_uint(b->data + b->len, (uint64_t) length);
+            b->len = (size_t) (p - b->data);
+            put_lit(b, "\r\n");
+        }
+    } else if (r->http_minor >= 1 && !r->head) {
+        put_lit(b, "Transfer-Encoding: chunked\r\n");
+        r->chunked_out = 1;
+    } else if (!r->head) {
+        c->closing = 1; /* HTTP/1.0 body ends at close */
+    }
+    if (!r->keepalive || c->closing || shutting_down) {
+        c->closing = 1;
+        put_lit(b, "Connection: close\r\n\r\n");
+    } else {
+        put_lit(b, "Connection: keep-alive\r\n\r\n");
+    }
+}
+
+
+static void
+frame_pending(mp_request_t *r)
+{
+    mp_conn_t *c = r->conn;
+    char size[24];
+    int n;
+
+    if (c->pending.len == 0 || r->head) {
+        c->pending.len = 0;
+        return;
+    }
+    r->body_bytes_sent += c->pending.len;
+    if (r->chunked_out) {
+        n = snprintf(size, sizeof(size), "%zx\r\n", c->pending.len);
+        buf_append(&c->out, size, (size_t) n);
+        buf_append(&c->out, c->pending.data, c->pending.len);
+        buf_append(&c->out, "\r\n", 2);
+    } else {
+        buf_append(&c->out, c->pending.data, c->pending.len);
+    }
+    c->pending.len = 0;
+}
+
+
+int
+mp_http_output(mp_request_t *r, const char *data, size_t len)
+{
+    mp_conn_t *c = r->conn;
+
+    if (c->fd < 0 || r->eof) {
+        return MP_ERROR;
+    }
+    r->header_sent = 1; /* logically: headers are fixed from here on */
+    buf_append(&c->pending, data, len);
+    return MP_OK;
+}
+
+
+int
+mp_http_flush(mp_request_t *r)
+{
+    mp_conn_t *c = r->conn;
+
+    if (c->fd < 0 || r->eof) {
+        return MP_ERROR;
+    }
+    if (!r->header_flushed) {
+        build_header(r, &c->out, -1);
+        r->header_flushed = 1;
+        r->header_sent = 1;
+    }
+    frame_pending(r);
+    if (!c->nodelay) {
+        int one = 1;
+
+        /* several writes per response: Nagle would delay the later ones */
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = 1;
+    }
+    start_write(c);
+    return MP_OK;
+}
+
+
+/* Sends c->out[out_sent..] (and, on the fast path, head + pending). */
+static int
+write_some(mp_conn_t *c)
+{
+    struct iovec iov[2];
+    int cnt = 0;
+    ssize_t n;
+
+    for (;;) {
+        cnt = 0;
+        if (c->head.len > c->head_sent) {
+            iov[cnt].iov_base = c->head.data + c->head_sent;
+            iov[cnt++].iov_len = c->head.len - c->head_sent;
+        }
+        if (c->out.len > c->out_sent) {
+            iov[cnt].iov_base = c->out.data + c->out_sent;
+            iov[cnt++].iov_len = c->out.len - c->out_sent;
+        }
+        if (cnt == 0) {
+            return MP_OK;
+        }
+        n = writev(c->fd, iov, cnt);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                return MP_AGAIN;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            mp_log_error(MP_LOG_INFO, errno, "writev() to %s failed",
+                         c->peer_text);
+            return MP_ERROR;
+        }
+        c->r.bytes_sent += (uint64_t) n;
+        if (c->head.len > c->head_sent) {
+            size_t h = mp_min((size_t) n, c->head.len - c->head_sent);
+
+            c->head_sent += h;
+            n -= (ssize_t) h;
+        }
+        c->out_sent += (size_t) n;
+    }
+}
+
+
+static void
+start_write(mp_conn_t *c)
+{
+    int rc = write_some(c);
+
+    if (rc == MP_OK) {
+        if (c->writing) {
+            c->writing = 0;
+            event_del(&c->ev_write);
+            event_del(&c->ev_timer);
+        }
+        c->out.len = c->out_sent = 0;
+        c->head.len = c->head_sent = 0;
+        if (c->r.eof && !c->in_handler) {
+            after_response(c);
+        }
+        return;
+    }
+    if (rc == MP_ERROR) {
+        c->closing = 1;
+        c->broken = 1;
+        c->out.len = c->out_sent = 0;
+        c->head.len = c->head_sent = 0;
+        if (c->writing) {
+            c->writing = 0;
+            event_del(&c->ev_write);
+        }
+        if (c->r.eof && !c->in_handler) {
+            after_response(c);
+        }
+        return;
+    }
+    if (!c->writing) {
+        c->writing = 1;
+        event_add(&c->ev_write, NULL);
+        arm_timer(c, mp_worker_conf->http.send_timeout);
+    }
+}
+
+
+static void
+on_write(evutil_socket_t fd, short what, void *arg)
+{
+    mp_conn_t *c = arg;
+
+    (void) fd;
+    (void) what;
+    mp_time_update();
+    arm_timer(c, mp_worker_conf->http.send_timeout);
+    start_write(c);
+}
+
+
+void
+mp_http_finalize(mp_request_t *r, int status)
+{
+    mp_conn_t *c = r->conn;
+
+    if (r->eof) {
+        return;
+    }
+    if (status > 0 && !r->header_sent) {
+        r->status = status;
+    }
+    r->eof = 1;
+    c->in_handler = 0;
+    mp_log_ctx_handler = NULL;
+    if (c->fd < 0) {
+        return;
+    }
+    if (c->broken) {
+        after_response(c);
+        return;
+    }
+    if (!r->header_flushed) {
+        /* the fast path: one writev of header and body, no copy */
+        size_t len = c->pending.len;
+
+        build_header(r, &c->head, (int64_t) len);
+        c->head_sent = 0;
+        r->header_flushed = 1;
+        r->header_sent = 1;
+        if (!r->head) {
+            mp_buf_t tmp = c->out;
+
+            /* swap: pending becomes the output, keeping both buffers */
+            c->out = c->pending;
+            c->pending = tmp;
+            c->pending.len = 0;
+            c->out_sent = 0;
+            r->body_bytes_sent = len;
+        } else {
+            c->pending.len = 0;
+        }
+    } else {
+        frame_pending(r);
+        if (r->chunked_out) {
+            buf_append(&c->out, "0\r\n\r\n", 5);
+        }
+    }
+    start_write(c);
+}
+
+
+static void
+after_response(mp_conn_t *c)
+{
+    mp_request_t *r = &c->r;
+
+    mp_accesslog_write(r);
+    c->requests++;
+    mp_phases_log(r);
+
+    if (c->closing || c->broken || !r->keepalive) {
+        if (c->broken || c->peer_closed) {
+            conn_close(c);
+        } else {
+            conn_linger(c);
+        }
+        return;
+    }
+    if (!c->request_done) {
+        /* answered before the body was read (e.g. ngx.exit early) */
+        conn_linger(c);
+        return;
+    }
+    if (!c->nodelay) {
+        int one = 1;
+
+        /* keep-alive: a later small response must not wait for an ACK */
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = 1;
+    }
+    reset_request(c);
+    if (c->read_paused) {
+        c->read_paused = 0;
+        event_add(&c->ev_read, NULL);
+    }
+    if (c->in_pos < c->in.len) {
+        process_input(c); /* pipelined */
+        if (c->in_handler || c->writing || c->fd < 0 || c->lingering) {
+            return;
+        }
+    }
+    if (c->parse_state == PARSE_IDLE) {
+        arm_timer(c, mp_worker_conf->http.keepalive_timeout);
+    } else {
+        arm_timer(c, mp_worker_conf->http.client_header_timeout);
+    }
+}
+
+
+/* ---- error pages --------------------------------------------------------- */
+
+/*
+ * The body nginx sends for an error status, so ngx.exit(404) and a 400 for
+ * a bad request look as they do behind nginx (with our name).
+ */
+size_t
+mp_http_error_page(int status, char *buf, size_t size)
+{
+    const char *text = mp_http_status_text(status);
+    int n;
+
+    if (status < 300 || status == 304) {
+        return 0;
+    }
+    n = snprintf(buf, size,
+                 "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+                 "<center><h1>%d %s</h1></center>\r\n"
+                 "<hr><center>moonpool</center>\r\n</body>\r\n</html>\r\n",
+                 status, text, status, text);
+    return n < 0 ? 0 : mp_min((size_t) n, size - 1);
+}
+
+
+void
+mp_http_send_error_page(mp_request_t *r, int status)
+{
+    char page[512];
+    size_t n = mp_http_error_page(status, page, sizeof(page));
+    mp_header_t *h;
+
+    r->status = status;
+    if (n > 0) {
+        h = mp_http_set_out_header(r, "Content-Type", 12, "text/html", 9);
+        (void) h;
+        mp_http_clear_out_header(r, "Content-Length", 14);
+        mp_http_output(r, page, n);
+    }
+    mp_http_finalize(r, status);
+}
+
+
+/* A response to a request the parser rejected; the connection closes. */
+static void
+send_error(mp_conn_t *c, int status)
+{
+    mp_request_t *r = &c->r;
+
+    if (r->http_major == 0) {
+        r->http_major = 1;
+        r->http_minor = 1;
+    }
+    r->keepalive = 0;
+    c->closing = 1;
+    c->in_handler = 1;
+    event_del(&c->ev_timer);
+    mp_http_send_error_page(r, status);
+}
+
+
+mp_header_t *
+mp_http_set_out_header(mp_request_t *r, const char *name, size_t nlen,
+                       const char *value, size_t vlen)
+{
+    mp_http_clear_out_header(r, name, nlen);
+    return mp_http_add_out_header(r, name, nlen, value, vlen);
+}
+
+
+mp_header_t *
+mp_http_add_out_header(mp_request_t *r, const char *name, size_t nlen,
+                       const char *value, size_t vlen)
+{
+    mp_header_t *h;
+
+    if (r->nout_headers == r->out_headers_cap) {
+        size_t cap = r->out_headers_cap ? r->out_headers_cap * 2 : 8;
+        mp_header_t *nh = mp_pool_alloc(r->pool, cap * sizeof(*nh));
+
+        if (r->nout_headers) {
+            memcpy(nh, r->out_headers, r->nout_headers * sizeof(*nh));
+        }
+        r->out_headers = nh;
+        r->out_headers_cap = cap;
+    }
+    h = &r->out_headers[r->nout_headers++];
+    h->name.data = mp_pool_strndup(r->pool, name, nlen);
+    h->name.len = nlen;
+    h->value.data = mp_pool_strndup(r->pool, value, vlen);
+    h->value.len = vlen;
+    return h;
+}
+
+
+void
+mp_http_clear_out_header(mp_request_t *r, const char *name, size_t nlen)
+{
+    size_t i;
+
+    for (i = 0; i < r->nout_headers; i++) {
+        mp_header_t *h = &r->out_headers[i];
+
+        if (h->name.len == nlen && strncasecmp(h->name.data, name, nlen) == 0) {
+            h->name.len = 0;
+        }
+    }
+}
