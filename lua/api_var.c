@@ -1,0 +1,601 @@
+/*
+ * api_var.c: ngx.var, a table whose metatable reads and writes nginx-style
+ * variables of the current request ($uri, $args, $arg_NAME, $http_NAME,
+ * ...). Names are case-insensitive, values are strings, and an absent or
+ * unknown variable reads as nil, as in OpenResty. Only $args is writable
+ * so far; writing another variable raises OpenResty's error.
+ *
+ * The variables are a table of name -> getter (and optional setter), so a
+ * new variable is a new row and a function. Getters push exactly one
+ * value and never allocate outside Lua.
+ */
+#include "core/mp_core.h"
+
+/* http.h embeds struct event but does not include its definition. */
+#include <event2/event_struct.h>
+
+#include "core/time.h"
+#include "lua/util.h"
+#include "lua/vm.h"
+#include "worker/http.h"
+
+#include <arpa/inet.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Variable names longer than this are folded in the scratch buffer. */
+#define MP_VAR_NAME_STACK 128
+
+typedef int (*var_get_cb)(lua_State *L, mp_request_t *r);
+typedef void (*var_set_cb)(lua_State *L, mp_request_t *r, const char *value,
+                           size_t len, int isnil);
+
+typedef struct {
+    mp_str_t name;
+    var_get_cb get;
+    var_set_cb set;     /* NULL: the variable is not changeable */
+} var_t;
+
+
+static int
+push_str(lua_State *L, const mp_str_t *s)
+{
+    lua_pushlstring(L, s->data, s->len);
+    return 1;
+}
+
+
+/* nginx reports an empty $args (no '?' or nothing after it) as not found. */
+static int
+push_or_nil(lua_State *L, const char *data, size_t len)
+{
+    if (len == 0 || data == NULL) {
+        lua_pushnil(L);
+    } else {
+        lua_pushlstring(L, data, len);
+    }
+    return 1;
+}
+
+
+static int
+push_int(lua_State *L, long long n)
+{
+    char buf[24];
+    int len = snprintf(buf, sizeof(buf), "%lld", n);
+
+    lua_pushlstring(L, buf, (size_t) len);
+    return 1;
+}
+
+
+static int
+var_uri(lua_State *L, mp_request_t *r)
+{
+    return push_str(L, &r->uri);
+}
+
+
+static int
+var_args(lua_State *L, mp_request_t *r)
+{
+    return push_or_nil(L, r->args.data, r->args.len);
+}
+
+
+static void
+set_args(lua_State *L, mp_request_t *r, const char *value, size_t len,
+         int isnil)
+{
+    (void) L;
+    if (isnil || len == 0) {
+        r->args.data = NULL;
+        r->args.len = 0;
+        return;
+    }
+    /* The request pool outlives every reader of r->args. */
+    r->args.data = mp_pool_nalloc(r->pool, len);
+    memcpy(r->args.data, value, len);
+    r->args.len = len;
+}
+
+
+static int
+var_is_args(lua_State *L, mp_request_t *r)
+{
+    if (r->args.len) {
+        lua_pushliteral(L, "?");
+    } else {
+        lua_pushliteral(L, "");
+    }
+    return 1;
+}
+
+
+static int
+var_request_uri(lua_State *L, mp_request_t *r)
+{
+    return push_str(L, &r->request_uri);
+}
+
+
+static int
+var_request_method(lua_State *L, mp_request_t *r)
+{
+    return push_str(L, &r->method);
+}
+
+
+/* $host: the Host header without port, else the server's first name. */
+static int
+var_host(lua_State *L, mp_request_t *r)
+{
+    if (r->host.len) {
+        return push_str(L, &r->host);
+    }
+    if (r->server != NULL && r->server->nnames) {
+        return push_str(L, &r->server->names[0]);
+    }
+    lua_pushliteral(L, "");
+    return 1;
+}
+
+
+static int
+var_server_name(lua_State *L, mp_request_t *r)
+{
+    if (r->server != NULL && r->server->nnames) {
+        return push_str(L, &r->server->names[0]);
+    }
+    lua_pushliteral(L, "");
+    return 1;
+}
+
+
+static int
+var_remote_addr(lua_State *L, mp_request_t *r)
+{
+    lua_pushstring(L, r->conn->peer_text);
+    return 1;
+}
+
+
+static int
+var_remote_port(lua_State *L, mp_request_t *r)
+{
+    return push_int(L, r->conn->peer_port);
+}
+
+
+static int
+var_server_port(lua_State *L, mp_request_t *r)
+{
+    return push_int(L, mp_http_server_port(r->conn));
+}
+
+
+/* One getsockname() per read, as nginx does without a bound address. */
+static int
+var_server_addr(lua_State *L, mp_request_t *r)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    char text[INET6_ADDRSTRLEN];
+    const void *addr;
+
+    if (r->conn->fd < 0
+        || getsockname(r->conn->fd, (struct sockaddr *) &sa, &len) != 0)
+    {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (sa.ss_family == AF_INET6) {
+        addr = &((struct sockaddr_in6 *) &sa)->sin6_addr;
+    } else {
+        addr = &((struct sockaddr_in *) &sa)->sin_addr;
+    }
+    if (inet_ntop(sa.ss_family, addr, text, sizeof(text)) == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushstring(L, text);
+    return 1;
+}
+
+
+static int
+var_scheme(lua_State *L, mp_request_t *r)
+{
+    (void) r;
+    lua_pushliteral(L, "http");
+    return 1;
+}
+
+
+/* "" over plain HTTP; the TLS listener work will answer "on". */
+static int
+var_https(lua_State *L, mp_request_t *r)
+{
+    (void) r;
+    lua_pushliteral(L, "");
+    return 1;
+}
+
+
+static int
+var_server_protocol(lua_State *L, mp_request_t *r)
+{
+    char buf[16];
+    int len;
+
+    if (r->http_major == 0 && r->http_minor == 9) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    len = snprintf(buf, sizeof(buf), "HTTP/%d.%d", r->http_major,
+                   r->http_minor);
+    lua_pushlstring(L, buf, (size_t) len);
+    return 1;
+}
+
+
+static int
+push_header(lua_State *L, mp_request_t *r, const char *name, size_t len)
+{
+    const mp_str_t *v = mp_http_header_in(r, name, len);
+
+    if (v == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    return push_str(L, v);
+}
+
+
+static int
+var_content_length(lua_State *L, mp_request_t *r)
+{
+    return push_header(L, r, "Content-Length", sizeof("Content-Length") - 1);
+}
+
+
+static int
+var_content_type(lua_State *L, mp_request_t *r)
+{
+    return push_header(L, r, "Content-Type", sizeof("Content-Type") - 1);
+}
+
+
+static int
+var_status(lua_State *L, mp_request_t *r)
+{
+    char buf[8];
+    int len = snprintf(buf, sizeof(buf), "%03d", r->status);
+
+    lua_pushlstring(L, buf, (size_t) len);
+    return 1;
+}
+
+
+static int
+var_body_bytes_sent(lua_State *L, mp_request_t *r)
+{
+    return push_int(L, (long long) r->body_bytes_sent);
+}
+
+
+/* Seconds with milliseconds since the request line, like nginx. */
+static int
+var_request_time(lua_State *L, mp_request_t *r)
+{
+    char buf[32];
+    long long start, ms;
+    int len;
+
+    start = (long long) r->start.tv_sec * 1000 + r->start.tv_nsec / 1000000;
+    ms = mp_max((long long) mp_time_msec - start, 0);
+    len = snprintf(buf, sizeof(buf), "%lld.%03lld", ms / 1000, ms % 1000);
+    lua_pushlstring(L, buf, (size_t) len);
+    return 1;
+}
+
+
+static int
+var_msec(lua_State *L, mp_request_t *r)
+{
+    char buf[32];
+    int len;
+
+    (void) r;
+    len = snprintf(buf, sizeof(buf), "%lld.%03lld",
+                   (long long) mp_time_msec / 1000,
+                   (long long) mp_time_msec % 1000);
+    lua_pushlstring(L, buf, (size_t) len);
+    return 1;
+}
+
+
+static int
+var_time_local(lua_State *L, mp_request_t *r)
+{
+    (void) r;
+    return push_str(L, mp_time_local());
+}
+
+
+static int
+var_pid(lua_State *L, mp_request_t *r)
+{
+    (void) r;
+    return push_int(L, (long long) getpid());
+}
+
+
+static int
+var_hostname(lua_State *L, mp_request_t *r)
+{
+    static char name[256];
+
+    (void) r;
+    /* The host name is read once per process; nginx does the same. */
+    if (name[0] == '\0' && gethostname(name, sizeof(name) - 1) != 0) {
+        name[0] = '\0';
+    }
+    lua_pushstring(L, name);
+    return 1;
+}
+
+
+#define VAR(n, get, set) { mp_string(n), get, set }
+
+static const var_t vars[] = {
+    VAR("uri", var_uri, NULL),
+    VAR("args", var_args, set_args),
+    VAR("query_string", var_args, NULL),
+    VAR("is_args", var_is_args, NULL),
+    VAR("request_uri", var_request_uri, NULL),
+    VAR("request_method", var_request_method, NULL),
+    VAR("host", var_host, NULL),
+    VAR("remote_addr", var_remote_addr, NULL),
+    VAR("remote_port", var_remote_port, NULL),
+    VAR("server_addr", var_server_addr, NULL),
+    VAR("server_port", var_server_port, NULL),
+    VAR("server_name", var_server_name, NULL),
+    VAR("scheme", var_scheme, NULL),
+    VAR("https", var_https, NULL),
+    VAR("server_protocol", var_server_protocol, NULL),
+    VAR("content_length", var_content_length, NULL),
+    VAR("content_type", var_content_type, NULL),
+    VAR("status", var_status, NULL),
+    VAR("body_bytes_sent", var_body_bytes_sent, NULL),
+    VAR("request_time", var_request_time, NULL),
+    VAR("msec", var_msec, NULL),
+    VAR("time_local", var_time_local, NULL),
+    VAR("pid", var_pid, NULL),
+    VAR("hostname", var_hostname, NULL),
+};
+
+
+static const var_t *
+find_var(const char *name, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < mp_nelems(vars); i++) {
+        if (vars[i].name.len == len
+            && memcmp(vars[i].name.data, name, len) == 0)
+        {
+            return &vars[i];
+        }
+    }
+    return NULL;
+}
+
+
+/*
+ * $arg_NAME: the raw (still escaped) value of the first NAME=... in the
+ * query string, NAME compared case-insensitively; nil when no segment
+ * starts with "NAME=" (so "?a" gives nil and "?a=" gives "").
+ */
+static int
+push_arg(lua_State *L, mp_request_t *r, const char *name, size_t len)
+{
+    const char *p = r->args.data, *end = p + r->args.len, *seg_end;
+
+    while (p < end) {
+        seg_end = memchr(p, '&', (size_t) (end - p));
+        if (seg_end == NULL) {
+            seg_end = end;
+        }
+        if ((size_t) (seg_end - p) > len && p[len] == '='
+            && mp_strncasecmp_eq(p, name, len) == 0)
+        {
+            lua_pushlstring(L, p + len + 1, (size_t) (seg_end - p - len - 1));
+            return 1;
+        }
+        p = seg_end + 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+
+/* Header name matches the lower-cased variable suffix, '-' read as '_'. */
+static int
+header_matches(const mp_str_t *h, const char *name, size_t len)
+{
+    size_t i;
+    unsigned char c;
+
+    if (h->len != len) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        c = mp_lua_lower((unsigned char) h->data[i]);
+        if (c == '-') {
+            c = '_';
+        }
+        if (c != (unsigned char) name[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/*
+ * $http_NAME: the first header of that name, except that nginx joins
+ * repeated Cookie headers with "; " and X-Forwarded-For with ", ".
+ */
+static int
+push_http(lua_State *L, mp_request_t *r, const char *name, size_t len)
+{
+    const char *sep = NULL;
+    luaL_Buffer b;
+    size_t i, found = 0;
+
+    if (len == 6 && memcmp(name, "cookie", 6) == 0) {
+        sep = "; ";
+    } else if (len == 15 && memcmp(name, "x_forwarded_for", 15) == 0) {
+        sep = ", ";
+    }
+
+    for (i = 0; i < r->nheaders; i++) {
+        if (!header_matches(&r->headers[i].name, name, len)) {
+            continue;
+        }
+        if (sep == NULL) {
+            return push_str(L, &r->headers[i].value);
+        }
+        if (found++ == 0) {
+            luaL_buffinit(L, &b);
+        } else {
+            luaL_addstring(&b, sep);
+        }
+        luaL_addlstring(&b, r->headers[i].value.data, r->headers[i].value.len);
+    }
+
+    if (found) {
+        luaL_pushresult(&b);
+    } else {
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+
+/* Lower-cases the name into stack (or the scratch buffer when long). */
+static char *
+lower_name(const char *name, size_t len, char *stack, size_t stack_size)
+{
+    char *out = len <= stack_size ? stack : mp_lua_scratch(len);
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        out[i] = (char) mp_lua_lower((unsigned char) name[i]);
+    }
+    return out;
+}
+
+
+/* __index(ngx.var, name) */
+static int
+var_get(lua_State *L)
+{
+    char stack[MP_VAR_NAME_STACK];
+    mp_request_t *r = mp_lua_request(L);
+    const var_t *v;
+    const char *key;
+    char *name;
+    size_t len;
+
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        /* $1..$9: regex captures, which no location sets yet. */
+        lua_pushnil(L);
+        return 1;
+    }
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        return luaL_error(L, "bad variable name");
+    }
+
+    key = lua_tolstring(L, 2, &len);
+    name = lower_name(key, len, stack, sizeof(stack));
+
+    v = find_var(name, len);
+    if (v != NULL) {
+        return v->get(L, r);
+    }
+    if (len > 4 && memcmp(name, "arg_", 4) == 0) {
+        return push_arg(L, r, name + 4, len - 4);
+    }
+    if (len > 5 && memcmp(name, "http_", 5) == 0) {
+        return push_http(L, r, name + 5, len - 5);
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+
+/* __newindex(ngx.var, name, value) */
+static int
+var_set(lua_State *L)
+{
+    char stack[MP_VAR_NAME_STACK];
+    mp_request_t *r = mp_lua_request(L);
+    const char *key, *value = NULL;
+    const var_t *v;
+    size_t len, vlen = 0;
+    char *name;
+    int isnil;
+
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        return luaL_error(L, "bad variable name");
+    }
+    isnil = lua_isnil(L, 3);
+    if (!isnil) {
+        if (lua_type(L, 3) != LUA_TSTRING && lua_type(L, 3) != LUA_TNUMBER) {
+            /* OpenResty stores tostring(value). */
+            lua_getglobal(L, "tostring");
+            lua_pushvalue(L, 3);
+            lua_call(L, 1, 1);
+            lua_replace(L, 3);
+        }
+        value = lua_tolstring(L, 3, &vlen);
+    }
+
+    key = lua_tolstring(L, 2, &len);
+    name = lower_name(key, len, stack, sizeof(stack));
+    v = find_var(name, len);
+
+    if (v == NULL || v->set == NULL) {
+        lua_pushlstring(L, name, len);
+        key = lua_tostring(L, -1);
+        if (v == NULL) {
+            return luaL_error(L, "variable \"%s\" not found for writing; "
+                              "maybe it is a built-in variable that is not "
+                              "changeable or you forgot to use \"set $%s "
+                              "'';\" in the config file to define it first",
+                              key, key);
+        }
+        return luaL_error(L, "variable \"%s\" not changeable", key);
+    }
+    v->set(L, r, value, vlen, isnil);
+    return 0;
+}
+
+
+void
+mp_lua_inject_var_api(lua_State *L)
+{
+    lua_createtable(L, 0, 0);            /* ngx.var */
+    lua_createtable(L, 0, 2);            /* its metatable */
+    lua_pushcfunction(L, var_get);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, var_set);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, -2, "var");
+}
