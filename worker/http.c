@@ -99,13 +99,6 @@ buf_append(mp_buf_t *b, const char *data, size_t len)
 }
 
 
-static void
-buf_append_str(mp_buf_t *b, const char *s)
-{
-    buf_append(b, s, strlen(s));
-}
-
-
 /* Keeps a buffer that grew for one big response from pinning memory. */
 static void
 buf_trim(mp_buf_t *b)
@@ -193,6 +186,14 @@ mp_http_server_port(const mp_conn_t *c)
         return ntohs(((const struct sockaddr_in6 *) sa)->sin6_port);
     }
     return ntohs(((const struct sockaddr_in *) sa)->sin_port);
+}
+
+
+void
+mp_http_init(const mp_conf_t *conf)
+{
+    /* the parser counts request line + headers against this (process-wide) */
+    http_parser_set_max_header_size((uint32_t) conf->http.large_header_buffer);
 }
 
 
@@ -857,6 +858,8 @@ process_input(mp_conn_t *c)
 
             if (err == HPE_INVALID_TRANSFER_ENCODING) {
                 status = 501;
+            } else if (err == HPE_HEADER_OVERFLOW) {
+                status = c->parse_state == PARSE_URL ? 414 : 431;
             }
             mp_log_error(MP_LOG_INFO, 0, "client %s sent invalid request "
                          "(%s), answering %d", c->peer_text,

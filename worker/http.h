@@ -131,6 +131,9 @@ struct mp_conn_s {
     mp_conn_t *next_free;
 };
 
+/* Per-worker set-up from the config (header size limit). */
+void mp_http_init(const mp_conf_t *conf);
+
 /* Takes ownership of an accepted fd; never fails (closes fd on error). */
 void mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
                        const struct sockaddr *peer, socklen_t peer_len);

@@ -255,6 +255,7 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
                                   EV_READ | EV_PERSIST, on_accept,
                                   (void *) &conf->listens[i]);
     }
+    mp_http_init(conf);
     if (mp_accesslog_open(conf) != MP_OK) {
         return 2;
     }
