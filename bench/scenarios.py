@@ -1,0 +1,54 @@
+"""The benchmark workloads, shared by the moonpool and the nginx+lua configs.
+
+Each scenario is one location served by both servers with the SAME Lua code:
+
+  name      short id, used on the command line (BENCH_SCENARIOS) and in tables
+  path      the request path; the location is an exact match ("= path")
+  content   Lua code of the content handler (identical on both sides)
+  wrk_args  extra wrk arguments (a list), e.g. ["-H", "Connection: close"]
+  expect    optional: (status, body length) a pre-flight GET must return
+
+Several scenarios may share a path (same location, different client
+behaviour); the location is generated once per distinct path.
+
+Code that both servers run once before serving goes in INIT (moonpool's
+lua.init, nginx's init_by_lua_block); globals it defines are visible in the
+handlers on both sides.
+
+Shared dictionaries (name -> size with k/m suffix) go in SHARED_DICTS; they
+become `shared_dicts:` in moonpool and `lua_shared_dict` in nginx.
+
+To add a scenario: append a dict to SCENARIOS (and, if needed, code to INIT or
+an entry to SHARED_DICTS). Nothing else has to change.
+"""
+
+INIT = """\
+-- a 4096-byte body built once, not per request
+BODY_4K = string.rep("0123456789abcdef", 255) .. "0123456789abcde\\n"
+"""
+
+SHARED_DICTS = {}
+
+SCENARIOS = [
+    {
+        "name": "hello",
+        "path": "/hello",
+        "content": 'ngx.say("hello")',
+        "wrk_args": [],
+        "expect": (200, 6),
+    },
+    {
+        "name": "4k",
+        "path": "/4k",
+        "content": "ngx.print(BODY_4K)",
+        "wrk_args": [],
+        "expect": (200, 4096),
+    },
+    {
+        "name": "hello-close",
+        "path": "/hello",
+        "content": 'ngx.say("hello")',
+        "wrk_args": ["-H", "Connection: close"],
+        "expect": (200, 6),
+    },
+]
