@@ -14,6 +14,7 @@
 #include <event2/event_struct.h>
 
 #include "core/log.h"
+#include "lua/util.h"
 #include "lua/vm.h"
 
 #include <lauxlib.h>
@@ -132,6 +133,7 @@ add_location(lua_State *L, log_buf_t *b)
 static int
 log_args(lua_State *L, int level, int first, int argn_shift)
 {
+    char num[MP_LUA_NUM_LEN];
     log_buf_t *b = &log_buf;
     int i, top;
     const char *s;
@@ -159,8 +161,11 @@ log_args(lua_State *L, int level, int first, int argn_shift)
         case LUA_TLIGHTUSERDATA:
             buf_add(b, "null", 4);
             break;
+        case LUA_TNUMBER:
+            buf_add(b, num, mp_lua_format_number(lua_tonumber(L, i), num));
+            break;
         default:
-            /* Strings, numbers (%.14g) and __tostring results. */
+            /* Strings and __tostring results. */
             s = lua_tolstring(L, i, &len);
             if (s != NULL) {
                 buf_add(b, s, len);

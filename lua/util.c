@@ -5,6 +5,8 @@
 #include "lua/util.h"
 
 #include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
 
 static char *scratch;
 static size_t scratch_size;
@@ -105,4 +107,19 @@ mp_lua_set_multi_value(lua_State *L, int t)
     lua_insert(L, -2);             /* key arr value */
     lua_rawseti(L, -2, 2);         /* key arr */
     lua_rawset(L, t);
+}
+
+
+size_t
+mp_lua_format_number(double n, char *buf)
+{
+    int len;
+
+    /* The range test keeps the int32 conversion defined (NaN fails it). */
+    if (n >= INT32_MIN && n <= INT32_MAX && n == (double) (int32_t) n) {
+        len = snprintf(buf, MP_LUA_NUM_LEN, "%d", (int) (int32_t) n);
+    } else {
+        len = snprintf(buf, MP_LUA_NUM_LEN, "%.14g", n);
+    }
+    return len < 0 ? 0 : (size_t) len;
 }

@@ -28,6 +28,15 @@ size_t mp_lua_unescape_arg(char *dst, const char *src, size_t len);
  */
 char *mp_lua_scratch(size_t size);
 
+/*
+ * Formats a number the way lua-nginx-module's ngx.say/ngx.print/ngx.log
+ * do, which differs from tostring(): a value that fits an int32 is printed
+ * as an integer (so -0 prints "0"), anything else with "%.14g". buf needs
+ * MP_LUA_NUM_LEN bytes; returns the length (no NUL counted).
+ */
+#define MP_LUA_NUM_LEN 32
+size_t mp_lua_format_number(double n, char *buf);
+
 /* ASCII lower case of one byte. */
 static inline unsigned char
 mp_lua_lower(unsigned char c)
