@@ -48,17 +48,11 @@ push_str(lua_State *L, const mp_str_t *s)
 }
 
 
-/* nginx reports an empty $args (no '?' or nothing after it) as not found. */
-static int
-push_or_nil(lua_State *L, const char *data, size_t len)
-{
-    if (len == 0 || data == NULL) {
-        lua_pushnil(L);
-    } else {
-        lua_pushlstring(L, data, len);
-    }
-    return 1;
-}
+/*
+ * nginx reports $args as not found when the request has no '?' or nothing
+ * after it, but as "" once Lua assigned "" to it; this marks the latter.
+ */
+static char empty_args[1];
 
 
 static int
@@ -82,7 +76,11 @@ var_uri(lua_State *L, mp_request_t *r)
 static int
 var_args(lua_State *L, mp_request_t *r)
 {
-    return push_or_nil(L, r->args.data, r->args.len);
+    if (r->args.len == 0 && r->args.data != empty_args) {
+        lua_pushnil(L);
+        return 1;
+    }
+    return push_str(L, &r->args);
 }
 
 
@@ -92,7 +90,7 @@ set_args(lua_State *L, mp_request_t *r, const char *value, size_t len,
 {
     (void) L;
     if (isnil || len == 0) {
-        r->args.data = NULL;
+        r->args.data = isnil ? NULL : empty_args;
         r->args.len = 0;
         return;
     }
@@ -269,11 +267,13 @@ var_content_type(lua_State *L, mp_request_t *r)
 }
 
 
+/* "000" until a status is set or the default 200 went out with output. */
 static int
 var_status(lua_State *L, mp_request_t *r)
 {
     char buf[8];
-    int len = snprintf(buf, sizeof(buf), "%03d", r->status);
+    int status = r->status ? r->status : (r->header_sent ? 200 : 0);
+    int len = snprintf(buf, sizeof(buf), "%03d", status);
 
     lua_pushlstring(L, buf, (size_t) len);
     return 1;
