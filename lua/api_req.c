@@ -281,7 +281,50 @@ req_get_headers(lua_State *L)
 }
 
 
+/*
+ * The body is read in full before the first handler runs (bounded by
+ * client_max_body_size), so read_body has nothing to wait for; it only
+ * makes the body visible to get_body_data, as in OpenResty, where the body
+ * is nil until read_body was called.
+ */
+static int
+req_read_body(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+
+    mp_lua_ctx(r)->body_read = 1;
+    return 0;
+}
+
+
+static int
+req_discard_body(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+
+    r->body.len = 0;
+    return 0;
+}
+
+
+static int
+req_get_body_data(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+
+    if (!mp_lua_ctx(r)->body_read || r->body.len == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, r->body.data, r->body.len);
+    return 1;
+}
+
+
 static const luaL_Reg req_funcs[] = {
+    { "read_body", req_read_body },
+    { "discard_body", req_discard_body },
+    { "get_body_data", req_get_body_data },
     { "get_method", req_get_method },
     { "http_version", req_http_version },
     { "get_uri_args", req_get_uri_args },

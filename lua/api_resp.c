@@ -9,6 +9,7 @@
  */
 #include "core/mp_core.h"
 #include "core/log.h"
+#include "lua/util.h"
 #include "lua/vm.h"
 
 #include <stdio.h>
@@ -41,14 +42,18 @@ static void
 output_value(lua_State *L, mp_request_t *r, int idx, int arg,
              const char *fname)
 {
+    char num[MP_LUA_NUM_LEN];
     const char *s;
     size_t len, i, n;
 
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
-    case LUA_TNUMBER:
         s = lua_tolstring(L, idx, &len);
         mp_http_output(r, s, len);
+        return;
+    case LUA_TNUMBER:
+        len = mp_lua_format_number(lua_tonumber(L, idx), num);
+        mp_http_output(r, num, len);
         return;
     case LUA_TNIL:
         mp_http_output(r, "nil", 3);

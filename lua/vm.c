@@ -244,6 +244,8 @@ mp_lua_master_init(mp_conf_t *conf, char *err, size_t errlen)
         snprintf(err, errlen, "%s: cannot create the Lua VM", conf->file);
         return MP_ERROR;
     }
+    /* ngx.worker.count() works in lua.init, as in init_by_lua */
+    mp_worker_count = conf->cluster.workers;
     if (compile_all(L, conf, err, errlen) != MP_OK
         || run_plain(L, conf->lua.init, err, errlen) != MP_OK) {
         lua_close(L);

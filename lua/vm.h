@@ -20,6 +20,7 @@ typedef struct {
     int co_ref;          /* its registry reference (pool slot) */
     int exit_code;       /* argument of ngx.exit */
     unsigned exited:1;   /* ngx.exit was called */
+    unsigned body_read:1;/* ngx.req.read_body was called */
 } mp_lua_ctx_t;
 
 /* The context of r, created on first use. */

@@ -457,6 +457,31 @@ token_eq(const mp_str_t *s, const char *lit)
 }
 
 
+/*
+ * Drops headers whose names hold '_', as nginx does by default
+ * (ignore_invalid_headers): "X_Forwarded_For" must not pass for
+ * "X-Forwarded-For" once the Lua side maps '_' to '-'.
+ */
+static void
+drop_invalid_headers(mp_request_t *r)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < r->nheaders; i++) {
+        mp_header_t *h = &r->headers[i];
+
+        if (memchr(h->name.data, '_', h->name.len) != NULL) {
+            mp_log_error(MP_LOG_INFO, 0, "client sent invalid header line: "
+                         "\"%.*s\"", (int) mp_min(h->name.len, 256),
+                         h->name.data);
+            continue;
+        }
+        r->headers[o++] = *h;
+    }
+    r->nheaders = o;
+}
+
+
 /* Checks framing headers; returns 0 or the status to answer with. */
 static int
 check_framing(mp_request_t *r)
@@ -520,6 +545,7 @@ on_headers_complete(http_parser *p)
         c->error_status = 505;
         return -1;
     }
+    drop_invalid_headers(r);
     status = check_framing(r);
     if (status == 0 && split_uri(r) != MP_OK) {
         status = 400;
