@@ -37,6 +37,35 @@ is_array(lua_State *L, int idx)
 }
 
 
+/* Raises unless the table at idx holds only printable values, nested. */
+static void
+check_table(lua_State *L, int idx, int arg, const char *fname)
+{
+    size_t i, n;
+    int t;
+
+    if (!is_array(L, idx)) {
+        luaL_error(L, "bad argument #%d to '%s' (non-array table found)",
+                   arg, fname);
+    }
+    n = lua_objlen(L, idx);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int) i);
+        t = lua_type(L, -1);
+        if (t == LUA_TTABLE) {
+            check_table(L, lua_gettop(L), arg, fname);
+        } else if (t == LUA_TFUNCTION || t == LUA_TUSERDATA
+                   || t == LUA_TTHREAD
+                   || (t == LUA_TLIGHTUSERDATA
+                       && lua_touserdata(L, -1) != NULL)) {
+            luaL_error(L, "bad argument #%d to '%s' (bad data type %s found)",
+                       arg, fname, luaL_typename(L, -1));
+        }
+        lua_pop(L, 1);
+    }
+}
+
+
 /* Appends one value (recursing into array tables); raises on bad types. */
 static void
 output_value(lua_State *L, mp_request_t *r, int idx, int arg,
@@ -89,9 +118,8 @@ output_value(lua_State *L, mp_request_t *r, int idx, int arg,
     default:
         break;
     }
-    luaL_error(L, "bad argument #%d to '%s' (string, number, boolean, nil, "
-               "ngx.null, or array table expected, got %s)", arg, fname,
-               luaL_typename(L, idx));
+    luaL_error(L, "bad argument #%d to '%s' (bad data type %s found)", arg,
+               fname, luaL_typename(L, idx));
 }
 
 
@@ -115,16 +143,15 @@ output(lua_State *L, const char *fname, int newline)
     for (i = 1; i <= n; i++) {
         int t = lua_type(L, i);
 
-        if (t == LUA_TTABLE && !is_array(L, i)) {
-            return luaL_error(L, "bad argument #%d to '%s' (non-array table "
-                              "found)", i, fname);
-        }
         if (t == LUA_TFUNCTION || t == LUA_TUSERDATA || t == LUA_TTHREAD
             || (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) != NULL)) {
             return luaL_error(L, "bad argument #%d to '%s' (string, number, "
                               "boolean, nil, ngx.null, or array table "
-                              "expected, got %s)", i, fname,
+                              "expected, but got %s)", i, fname,
                               luaL_typename(L, i));
+        }
+        if (t == LUA_TTABLE) {
+            check_table(L, i, i, fname);
         }
     }
     for (i = 1; i <= n; i++) {
@@ -182,6 +209,12 @@ ngx_exit(lua_State *L)
         return luaL_error(L, "expecting one argument");
     }
     ctx->exit_code = (int) luaL_checkinteger(L, 1);
+    if (ctx->exit_code >= 300 && r->header_sent
+        && ctx->exit_code != r->status) {
+        mp_log_error(MP_LOG_ERR, 0, "attempt to set status %d via ngx.exit "
+                     "after sending out the response status %d",
+                     ctx->exit_code, r->status);
+    }
     ctx->exited = 1;
     return lua_yield(L, 0);
 }
@@ -298,21 +331,47 @@ header_index(lua_State *L)
 }
 
 
-/* Rejects values that would split the response (CR or LF). */
+/*
+ * A header value as a string: numbers and booleans are converted, CR and LF
+ * are sent as %0D and %0A so a value can never split the response (what
+ * OpenResty does). The result stays on the stack at idx.
+ */
 static const char *
 header_value(lua_State *L, int idx, size_t *len)
 {
     const char *v;
+    luaL_Buffer b;
+    size_t i;
 
-    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER) {
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+    case LUA_TNUMBER:
+        break;
+    case LUA_TBOOLEAN:
+        lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+        lua_replace(L, idx);
+        break;
+    default:
         luaL_error(L, "attempt to set ngx.header.HEADER to a %s value",
                    luaL_typename(L, idx));
     }
     v = lua_tolstring(L, idx, len);
-    if (memchr(v, '\r', *len) != NULL || memchr(v, '\n', *len) != NULL) {
-        luaL_error(L, "invalid header value: CR or LF found");
+    if (memchr(v, '\r', *len) == NULL && memchr(v, '\n', *len) == NULL) {
+        return v;
     }
-    return v;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < *len; i++) {
+        if (v[i] == '\r') {
+            luaL_addstring(&b, "%0D");
+        } else if (v[i] == '\n') {
+            luaL_addstring(&b, "%0A");
+        } else {
+            luaL_addchar(&b, v[i]);
+        }
+    }
+    luaL_pushresult(&b);
+    lua_replace(L, idx);
+    return lua_tolstring(L, idx, len);
 }
 
 
@@ -341,13 +400,13 @@ header_newindex(lua_State *L)
         n = lua_objlen(L, 3);
         for (i = 1; i <= n; i++) {
             lua_rawgeti(L, 3, (int) i);
-            header_value(L, -1, &vlen);
+            header_value(L, lua_gettop(L), &vlen);
             lua_pop(L, 1);
         }
         mp_http_clear_out_header(r, name, len);
         for (i = 1; i <= n; i++) {
             lua_rawgeti(L, 3, (int) i);
-            v = lua_tolstring(L, -1, &vlen);
+            v = header_value(L, lua_gettop(L), &vlen);
             mp_http_add_out_header(r, name, len, v, vlen);
             lua_pop(L, 1);
         }

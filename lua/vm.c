@@ -300,8 +300,7 @@ log_lua_error(lua_State *co)
     static const char head[] = "stack traceback:\n";
 
     if (msg == NULL) {
-        msg = lua_pushfstring(co, "(error object is a %s value)",
-                              luaL_typename(co, -1));
+        msg = "unknown reason"; /* OpenResty's words for a non-string */
     }
     luaL_traceback(vm, co, NULL, 0);
     tb = lua_tostring(vm, -1);

@@ -966,7 +966,7 @@ build_header(mp_request_t *r, mp_buf_t *b, int64_t length)
     const mp_str_t *date = mp_time_http();
     const char *text;
     size_t need = 256 + date->len, i;
-    int has_type = 0;
+    int has_type = 0, has_length = 0;
     char *p;
 
     for (i = 0; i < r->nout_headers; i++) {
@@ -993,6 +993,8 @@ build_header(mp_request_t *r, mp_buf_t *b, int64_t length)
         }
         if (token_eq(&h->name, "Content-Type")) {
             has_type = 1;
+        } else if (token_eq(&h->name, "Content-Length")) {
+            has_length = 1;
         }
         put(b, h->name.data, h->name.len);
         put_lit(b, ": ");
@@ -1002,7 +1004,9 @@ build_header(mp_request_t *r, mp_buf_t *b, int64_t length)
     if (!has_type && r->status != 204 && r->status != 304) {
         put_lit(b, "Content-Type: text/plain\r\n");
     }
-    if (length >= 0) {
+    if (has_length) {
+        /* the handler set Content-Length: its framing, not ours */
+    } else if (length >= 0) {
         if (r->status != 204 && r->status != 304) {
             put_lit(b, "Content-Length: ");
             p = put_uint(b->data + b->len, (uint64_t) length);
@@ -1056,7 +1060,12 @@ mp_http_output(mp_request_t *r, const char *data, size_t len)
     if (c->fd < 0 || r->eof) {
         return MP_ERROR;
     }
-    r->header_sent = 1; /* logically: headers are fixed from here on */
+    if (!r->header_sent) {
+        r->header_sent = 1; /* logically: headers are fixed from here on */
+        if (r->status == 0) {
+            r->status = 200;
+        }
+    }
     buf_append(&c->pending, data, len);
     return MP_OK;
 }
@@ -1183,6 +1192,27 @@ on_write(evutil_socket_t fd, short what, void *arg)
     mp_time_update();
     arm_timer(c, mp_worker_conf->http.send_timeout);
     start_write(c);
+}
+
+
+void
+mp_http_abort(mp_request_t *r)
+{
+    mp_conn_t *c = r->conn;
+
+    c->pending.len = 0;
+    c->closing = 1;
+    if (!r->header_flushed) {
+        /* nothing went out yet: a clean 500 instead */
+        r->header_sent = 0;
+        r->nout_headers = 0;
+        mp_http_send_error_page(r, 500);
+        return;
+    }
+    /* no last chunk: the client sees the response is cut short */
+    r->chunked_out = 0;
+    c->peer_closed = 1; /* close at once, no lingering */
+    mp_http_finalize(r, 0);
 }
 
 

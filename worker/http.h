@@ -183,6 +183,12 @@ mp_header_t *mp_http_add_out_header(mp_request_t *r, const char *name,
 void mp_http_clear_out_header(mp_request_t *r, const char *name,
                               size_t nlen);
 
+/*
+ * Ends a request whose handler failed: a 500 if nothing was sent yet, else
+ * the connection is closed without completing the response.
+ */
+void mp_http_abort(mp_request_t *r);
+
 /* Case-insensitive lookup of a request header; NULL when absent. */
 const mp_str_t *mp_http_header_in(const mp_request_t *r, const char *name,
                                   size_t len);

@@ -22,12 +22,7 @@ mp_phases_set_runner(mp_phase_runner_cb cb)
 static void
 fail(mp_request_t *r)
 {
-    if (!r->header_sent) {
-        mp_http_send_error_page(r, 500);
-        return;
-    }
-    r->conn->closing = 1;
-    mp_http_finalize(r, 0);
+    mp_http_abort(r);
 }
 
 
