@@ -277,6 +277,10 @@ def parse_wrk(text):
         raise ValueError("no 'requests in' line in wrk output")
     r["requests"] = int(m.group(1))
     r["wrk_seconds"] = to_us(m.group(2) + m.group(3)) / 1e6
+    m = re.search(r"requests in [^,]*, ([\d.]+)([KMGT]?)B read", text)
+    if m and r["requests"]:
+        mult = 1024 ** " KMGT".index(m.group(2) or " ")
+        r["bytes_per_resp"] = float(m.group(1)) * mult / r["requests"]
     m = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
     r["rps"] = float(m.group(1)) if m else r["requests"] / r["wrk_seconds"]
     for pct in ("50", "99"):
@@ -518,10 +522,11 @@ def cmd_report(results, rss_file, out_md):
             "%d" % r["errors_total"],
             "%.2f" % (r["cpu_us_per_req"] or 0),
             fmt_num(r.get("core_us_per_req")) + (" (~)" if noisy(r) else ""),
+            "%.0f" % r["bytes_per_resp"] if r.get("bytes_per_resp") else "-",
             r.get("loadavg", "-")] for r in runs]
     md += ["<details><summary>every run</summary>", "",
            table(["scenario", "round", "server", "req/s", "p50", "p99",
-                  "errors", "CPU us/req", "core us/req", "load avg"], raw), "",
+                  "errors", "CPU us/req", "core us/req", "bytes/resp", "load avg"], raw), "",
            "</details>", ""]
 
     text = "\n".join(md)
