@@ -1,0 +1,1720 @@
+/*
+ * dict.c: sharded hash + LRU + TTL dictionary on a zone (see dict.h).
+ *
+ * Layout of the zone's usable area: the dict header in the first page, then
+ * nshards equal, page-aligned shard regions. A region holds the shard header
+ * (lock, undo log, LRU sentinel, counters), its hash buckets and its slab
+ * pool. Items are one slab block each: header, key, value (8-aligned);
+ * a list value is a head (first, last, count) whose nodes are blocks too.
+ *
+ * Transactions (txn_begin / wr / txn_commit) guard every change of links
+ * or of fields of reachable items. Fresh blocks are filled before they are
+ * linked and need no logging; blocks are freed only after commit, so a
+ * rollback never finds its old values overwritten.
+ */
+#include "core/mp_core.h"
+#include "core/log.h"
+#include "shm/crash.h"
+#include "shm/dict.h"
+#include "shm/shmtx.h"
+#include "shm/slab.h"
+
+#include <time.h>
+
+#define DICT_MAGIC 0x6d70646963743031ULL /* "mpdict01" */
+#define UNDO_MAX 32
+#define INPLACE_MAX 128         /* largest value updated in place (bytes) */
+#define MIN_SHARD_SIZE (256 * 1024)
+#define EXPIRED_SCAN 64         /* expired items looked for before evicting */
+
+enum { TXN_IDLE = 0, TXN_ACTIVE = 1 };
+enum { INTENT_NONE = 0, INTENT_FLUSH_ALL = 1 };
+
+typedef struct item_s item_t;
+typedef struct node_s node_t;
+
+struct item_s {
+    item_t *hnext;
+    item_t *lru_prev;
+    item_t *lru_next;
+    uint64_t expires;      /* ms since the epoch, 0 = never */
+    uint32_t hash;
+    uint32_t value_len;
+    /* This word (user_flags .. ref) is rewritten as one by in-place set. */
+    uint32_t user_flags;
+    uint16_t key_len;
+    uint8_t type;
+    uint8_t ref;           /* read since the eviction hand last passed */
+    char data[];           /* key, then the value at align8(key_len) */
+};
+
+typedef struct {
+    node_t *first;
+    node_t *last;
+    uint64_t count;
+} list_t;
+
+struct node_s {
+    node_t *next;
+    node_t *prev;
+    uint32_t len;
+    uint8_t type;
+    char data[];
+};
+
+typedef struct {
+    uint32_t state;
+    uint32_t n;
+    uint32_t intent;
+    uint32_t reserved;
+    struct {
+        void *addr;
+        uint64_t old;
+    } e[UNDO_MAX];
+} undo_t;
+
+typedef struct {
+    mp_shmtx_t lock;
+    undo_t undo;
+    item_t lru;            /* sentinel: lru_next = most recent */
+    item_t **buckets;
+    uint64_t mask;
+    uint64_t nitems;
+    uint64_t evictions;
+    uint64_t expired_freed;
+    mp_slab_pool_t *pool;
+} shard_t;
+
+struct mp_dict_s {
+    uint64_t magic;
+    size_t size;
+    unsigned nshards;
+    unsigned shard_shift;
+    mp_zone_t *zone;
+    shard_t *shards[MP_DICT_MAX_SHARDS];
+};
+
+
+static mp_msec_t
+default_clock(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (mp_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+static mp_dict_clock_cb dict_clock = default_clock;
+
+
+void
+mp_dict_set_clock(mp_dict_clock_cb clock)
+{
+    dict_clock = clock != NULL ? clock : default_clock;
+}
+
+
+mp_msec_t
+mp_dict_now(void)
+{
+    return dict_clock();
+}
+
+
+/* 64-bit multiply-xorshift hash over 8-byte words. */
+static inline uint64_t
+hash_key(const char *k, size_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t) n * 0xff51afd7ed558ccdULL);
+    uint64_t w;
+
+    while (n >= 8) {
+        memcpy(&w, k, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 29;
+        k += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        w = 0;
+        memcpy(&w, k, n);
+        h = (h ^ w) * 0x94d049bb133111ebULL;
+        h ^= h >> 31;
+    }
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+
+static inline size_t
+key_space(size_t key_len)
+{
+    return mp_align(key_len, 8);
+}
+
+
+static inline size_t
+item_size(size_t key_len, size_t value_len)
+{
+    return sizeof(item_t) + key_space(key_len) + value_len;
+}
+
+
+static inline char *
+item_value(item_t *it)
+{
+    return it->data + key_space(it->key_len);
+}
+
+
+static inline list_t *
+item_list(item_t *it)
+{
+    return (list_t *) (void *) item_value(it);
+}
+
+
+static inline size_t
+node_size(size_t len)
+{
+    return sizeof(node_t) + len;
+}
+
+
+static inline int
+is_expired(const item_t *it, mp_msec_t *now)
+{
+    if (it->expires == 0) {
+        return 0;
+    }
+    if (*now == 0) {
+        *now = dict_clock();
+    }
+    return (int64_t) it->expires <= *now;
+}
+
+
+/* ---- transactions -------------------------------------------------------- */
+
+#define barrier() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+
+static inline void
+txn_begin(shard_t *s)
+{
+    s->undo.n = 0;
+    barrier();
+    s->undo.state = TXN_ACTIVE;
+    barrier();
+    mp_shm_crash_point();
+}
+
+
+/* Logs the 8-byte word at addr, then stores val there. */
+static inline void
+wr(shard_t *s, void *addr, uint64_t val)
+{
+    uint32_t n = s->undo.n;
+
+    if (mp_unlikely(n == UNDO_MAX)) {
+        /* A transaction writes a fixed, small number of words. */
+        abort();
+    }
+    s->undo.e[n].addr = addr;
+    memcpy(&s->undo.e[n].old, addr, 8);
+    barrier();
+    s->undo.n = n + 1;
+    barrier();
+    mp_shm_crash_point();
+    memcpy(addr, &val, 8);
+    barrier();
+    mp_shm_crash_point();
+}
+
+
+static inline void
+wr_ptr(shard_t *s, void *addr, const void *p)
+{
+    wr(s, addr, (uint64_t) (uintptr_t) p);
+}
+
+
+static inline void
+txn_commit(shard_t *s)
+{
+    barrier();
+    s->undo.state = TXN_IDLE;
+    s->undo.intent = INTENT_NONE;
+    barrier();
+    mp_shm_crash_point();
+}
+
+
+/* ---- recovery ------------------------------------------------------------ */
+
+static int
+mark_item(mp_slab_pool_t *pool, item_t *it)
+{
+    node_t *nd;
+    uint64_t i, count;
+
+    if (mp_slab_mark_locked(pool, it, item_size(it->key_len, it->value_len))
+        != MP_OK)
+    {
+        return MP_ERROR;
+    }
+    if (it->type != MP_DICT_TLIST) {
+        return MP_OK;
+    }
+    count = item_list(it)->count;
+    for (nd = item_list(it)->first, i = 0; nd != NULL && i < count;
+         nd = nd->next, i++)
+    {
+        if (mp_slab_mark_locked(pool, nd, node_size(nd->len)) != MP_OK) {
+            return MP_ERROR;
+        }
+    }
+    return MP_OK;
+}
+
+
+/*
+ * Runs with the shard lock just inherited from a dead holder: undo its
+ * open transaction (or finish its flush_all), then rebuild the slab pool
+ * from the items that are reachable, which frees whatever it had
+ * allocated but not linked, or unlinked but not yet freed.
+ */
+static void
+recover_shard(void *data)
+{
+    shard_t *s = data;
+    item_t *it;
+    uint64_t b, n = 0;
+    uint32_t i;
+
+    if (s->undo.state == TXN_ACTIVE) {
+        for (i = s->undo.n; i > 0; i--) {
+            memcpy(s->undo.e[i - 1].addr, &s->undo.e[i - 1].old, 8);
+        }
+        if (s->undo.intent == INTENT_FLUSH_ALL) {
+            for (it = s->lru.lru_next; it != &s->lru; it = it->lru_next) {
+                it->expires = 1;
+            }
+        }
+        s->undo.n = 0;
+        s->undo.intent = INTENT_NONE;
+        s->undo.state = TXN_IDLE;
+    }
+
+    mp_slab_reset_locked(s->pool);
+    for (b = 0; b <= s->mask; b++) {
+        for (it = s->buckets[b]; it != NULL; it = it->hnext) {
+            if (mark_item(s->pool, it) != MP_OK) {
+                mp_log_error(MP_LOG_ALERT, 0,
+                             "shared dict: item overlaps another while "
+                             "recovering a shard");
+            }
+            n++;
+        }
+    }
+    mp_slab_rebuild_locked(s->pool);
+    s->nitems = n;
+}
+
+
+static inline int
+shard_lock(shard_t *s, const char **errmsg)
+{
+    if (mp_unlikely(mp_shmtx_lock(&s->lock, recover_shard, s) != MP_OK)) {
+        *errmsg = "lock failed";
+        return MP_ERROR;
+    }
+    return MP_OK;
+}
+
+
+static inline void
+shard_unlock(shard_t *s)
+{
+    mp_shmtx_unlock(&s->lock);
+}
+
+
+/* ---- init ---------------------------------------------------------------- */
+
+static int
+init_shard(shard_t **sp, char *base, size_t size)
+{
+    shard_t *s = (shard_t *) (void *) base;
+    size_t hdr = mp_align(sizeof(shard_t), 64), nb = 64;
+
+    while (nb * 2 <= size / 256) {
+        nb *= 2;
+    }
+    memset(s, 0, sizeof(*s));
+    if (mp_shmtx_init(&s->lock) != MP_OK) {
+        return MP_ERROR;
+    }
+    s->lru.lru_next = &s->lru;
+    s->lru.lru_prev = &s->lru;
+    s->buckets = (item_t **) (void *) (base + hdr);
+    s->mask = nb - 1;
+    memset(s->buckets, 0, nb * sizeof(item_t *));
+    s->pool = mp_slab_init(base + hdr + nb * sizeof(item_t *),
+                           size - hdr - nb * sizeof(item_t *));
+    if (s->pool == NULL) {
+        return MP_ERROR;
+    }
+    *sp = s;
+    return MP_OK;
+}
+
+
+mp_dict_t *
+mp_dict_init(mp_zone_t *zone, unsigned nshards, const char **errmsg)
+{
+    mp_dict_t *d = mp_zone_data(zone);
+    size_t size = mp_zone_data_size(zone), region;
+    unsigned i;
+
+    if (d->magic == DICT_MAGIC && d->size == zone->size && d->zone == zone) {
+        return d;
+    }
+    if (nshards == 0) {
+        for (nshards = 1; nshards < 16
+             && (size - 4096) / (nshards * 2) >= MIN_SHARD_SIZE;
+             nshards *= 2)
+        {
+            /* void */
+        }
+    }
+    if (nshards > MP_DICT_MAX_SHARDS || (nshards & (nshards - 1)) != 0) {
+        *errmsg = "bad shard count";
+        return NULL;
+    }
+    region = ((size - 4096) / nshards) & ~(size_t) 4095;
+    if (size <= 4096 || region < 4 * 4096) {
+        *errmsg = "zone too small";
+        return NULL;
+    }
+
+    memset(d, 0, sizeof(*d));
+    d->size = zone->size;
+    d->nshards = nshards;
+    d->shard_shift = 64 - (unsigned) __builtin_ctz(nshards);
+    d->zone = zone;
+    for (i = 0; i < nshards; i++) {
+        if (init_shard(&d->shards[i], (char *) d + 4096 + i * region, region)
+            != MP_OK)
+        {
+            *errmsg = "zone too small";
+            return NULL;
+        }
+    }
+    d->magic = DICT_MAGIC;
+    return d;
+}
+
+
+const char *
+mp_dict_name(const mp_dict_t *d)
+{
+    return d->zone->name;
+}
+
+
+unsigned
+mp_dict_nshards(const mp_dict_t *d)
+{
+    return d->nshards;
+}
+
+
+static inline shard_t *
+shard_of(mp_dict_t *d, uint64_t h)
+{
+    /* nshards == 1 gives a shift of 64, which C does not define. */
+    return d->nshards == 1 ? d->shards[0] : d->shards[h >> d->shard_shift];
+}
+
+
+static inline int
+check_key(size_t key_len, const char **errmsg)
+{
+    if (mp_unlikely(key_len == 0)) {
+        *errmsg = "empty key";
+        return MP_ERROR;
+    }
+    if (mp_unlikely(key_len > MP_DICT_KEY_MAX)) {
+        *errmsg = "key too long";
+        return MP_ERROR;
+    }
+    return MP_OK;
+}
+
+
+/* ---- index and LRU -------------------------------------------------------- */
+
+/* Finds key; *pprev (if asked) gets the link that points at it. */
+static inline item_t *
+lookup(shard_t *s, uint32_t hash, const char *key, size_t key_len,
+    item_t ***pprev)
+{
+    item_t **pp = &s->buckets[hash & s->mask], *it;
+
+    for (it = *pp; it != NULL; pp = &it->hnext, it = it->hnext) {
+        if (it->hash == hash && it->key_len == key_len
+            && memcmp(it->data, key, key_len) == 0)
+        {
+            if (pprev != NULL) {
+                *pprev = pp;
+            }
+            return it;
+        }
+    }
+    return NULL;
+}
+
+
+static item_t **
+find_link(shard_t *s, item_t *target)
+{
+    item_t **pp = &s->buckets[target->hash & s->mask];
+
+    while (*pp != target) {
+        pp = &(*pp)->hnext;
+    }
+    return pp;
+}
+
+
+/* Inside a transaction: unlinks it from the LRU list. */
+static inline void
+lru_unlink(shard_t *s, item_t *it)
+{
+    wr_ptr(s, &it->lru_prev->lru_next, it->lru_next);
+    wr_ptr(s, &it->lru_next->lru_prev, it->lru_prev);
+}
+
+
+/* Inside a transaction: puts a fresh item (links unlogged) at the head. */
+static inline void
+lru_link_fresh(shard_t *s, item_t *it)
+{
+    it->lru_prev = &s->lru;
+    it->lru_next = s->lru.lru_next;
+    wr_ptr(s, &s->lru.lru_next->lru_prev, it);
+    wr_ptr(s, &s->lru.lru_next, it);
+}
+
+
+/* Inside a transaction: moves a linked item to the head. */
+static void
+lru_touch(shard_t *s, item_t *it)
+{
+    item_t *first;
+
+    if (s->lru.lru_next == it) {
+        return;
+    }
+    lru_unlink(s, it);
+    first = s->lru.lru_next;
+    wr_ptr(s, &it->lru_next, first);
+    wr_ptr(s, &it->lru_prev, &s->lru);
+    wr_ptr(s, &first->lru_prev, it);
+    wr_ptr(s, &s->lru.lru_next, it);
+}
+
+
+/* After commit: gives the blocks of an unlinked item back to the pool. */
+static void
+free_item_mem(shard_t *s, item_t *it)
+{
+    node_t *nd, *next;
+
+    if (it->type == MP_DICT_TLIST) {
+        for (nd = item_list(it)->first; nd != NULL; nd = next) {
+            next = nd->next;
+            mp_slab_free_locked(s->pool, nd);
+        }
+    }
+    mp_slab_free_locked(s->pool, it);
+}
+
+
+/* Unlinks and frees it as one transaction. pp may be NULL. */
+static void
+remove_item(shard_t *s, item_t *it, item_t **pp)
+{
+    if (pp == NULL) {
+        pp = find_link(s, it);
+    }
+    txn_begin(s);
+    wr_ptr(s, pp, it->hnext);
+    lru_unlink(s, it);
+    wr(s, &s->nitems, s->nitems - 1);
+    txn_commit(s);
+    free_item_mem(s, it);
+}
+
+
+/* Frees up to n expired items at the cold end (OpenResty does 2 per op). */
+static void
+expire_tail(shard_t *s, int n, mp_msec_t *now)
+{
+    item_t *it;
+
+    while (n-- > 0) {
+        it = s->lru.lru_prev;
+        if (it == &s->lru || !is_expired(it, now)) {
+            return;
+        }
+        remove_item(s, it, NULL);
+        s->expired_freed++;
+    }
+}
+
+
+/* Frees the expired items among the max coldest; returns how many. */
+static size_t
+expire_scan(shard_t *s, size_t max, mp_msec_t *now)
+{
+    item_t *it, *prev;
+    size_t seen = 0, freed = 0;
+
+    for (it = s->lru.lru_prev; it != &s->lru && (max == 0 || seen < max);
+         it = prev)
+    {
+        prev = it->lru_prev;
+        seen++;
+        if (is_expired(it, now)) {
+            remove_item(s, it, NULL);
+            freed++;
+        }
+    }
+    s->expired_freed += freed;
+    return freed;
+}
+
+
+/*
+ * Evicts the coldest unreferenced item (CLOCK: a referenced item loses
+ * its bit and moves to the head). Returns 0 if the shard is empty, 1 if
+ * an expired item went, 2 if a live one did.
+ */
+static int
+evict_one(shard_t *s, mp_msec_t *now)
+{
+    item_t *it;
+    uint64_t spins;
+
+    for (spins = 0; spins <= s->nitems; spins++) {
+        it = s->lru.lru_prev;
+        if (it == &s->lru) {
+            return 0;
+        }
+        if (is_expired(it, now)) {
+            remove_item(s, it, NULL);
+            s->expired_freed++;
+            return 1;
+        }
+        if (!it->ref || spins == s->nitems) {
+            remove_item(s, it, NULL);
+            s->evictions++;
+            return 2;
+        }
+        it->ref = 0;
+        txn_begin(s);
+        lru_touch(s, it);
+        txn_commit(s);
+    }
+    return 0;
+}
+
+
+/*
+ * Allocates size bytes, freeing expired items and then (unless safe)
+ * evicting live ones until it fits. *changed is set when anything was
+ * removed (links found earlier may be stale).
+ */
+static void *
+alloc_evicting(shard_t *s, size_t size, int safe, int *forcible,
+    int *changed, mp_msec_t *now)
+{
+    void *p = mp_slab_alloc_locked(s->pool, size);
+    int rc;
+
+    if (mp_likely(p != NULL)) {
+        return p;
+    }
+    if (expire_scan(s, EXPIRED_SCAN, now) > 0) {
+        *changed = 1;
+        p = mp_slab_alloc_locked(s->pool, size);
+        if (p != NULL) {
+            return p;
+        }
+    }
+    if (safe) {
+        return NULL;
+    }
+    while ((rc = evict_one(s, now)) != 0) {
+        *changed = 1;
+        if (rc == 2) {
+            *forcible = 1;
+        }
+        p = mp_slab_alloc_locked(s->pool, size);
+        if (p != NULL) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+
+/* ---- get ------------------------------------------------------------------ */
+
+/* Fills *v from it; the string is left in place (v->str) for the caller. */
+static int
+read_item(item_t *it, mp_dict_value_t *v, const char **errmsg)
+{
+    const char *val = item_value(it);
+
+    v->type = it->type;
+    v->flags = it->user_flags;
+    switch (it->type) {
+    case MP_DICT_TSTRING:
+    case MP_DICT_TTABLE:
+        v->str = val;
+        v->len = it->value_len;
+        return MP_OK;
+    case MP_DICT_TNUMBER:
+        memcpy(&v->number, val, sizeof(double));
+        return MP_OK;
+    case MP_DICT_TBOOLEAN:
+        v->number = val[0] ? 1 : 0;
+        return MP_OK;
+    default:
+        *errmsg = "value is a list";
+        return MP_ERROR;
+    }
+}
+
+
+static inline int
+find_for_read(mp_dict_t *d, const char *key, size_t key_len, int stale_ok,
+    shard_t **sp, item_t **itp, int *stale, const char **errmsg)
+{
+    uint64_t h;
+    shard_t *s;
+    item_t *it;
+    mp_msec_t now = 0;
+
+    if (check_key(key_len, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    h = hash_key(key, key_len);
+    s = shard_of(d, h);
+    if (shard_lock(s, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    *sp = s;
+    it = lookup(s, (uint32_t) h, key, key_len, NULL);
+    *stale = 0;
+    if (it != NULL && is_expired(it, &now)) {
+        if (!stale_ok) {
+            it = NULL;
+        } else {
+            *stale = 1;
+        }
+    }
+    if (it == NULL) {
+        shard_unlock(s);
+        return MP_DECLINED;
+    }
+    if (!it->ref) {
+        it->ref = 1;
+    }
+    *itp = it;
+    return MP_OK;
+}
+
+
+static int
+get_impl(mp_dict_t *d, const char *key, size_t key_len, mp_dict_value_t *v,
+    int stale_ok, const char **errmsg)
+{
+    shard_t *s;
+    item_t *it;
+    int rc, stale;
+
+    rc = find_for_read(d, key, key_len, stale_ok, &s, &it, &stale, errmsg);
+    if (rc != MP_OK) {
+        v->type = MP_DICT_TNIL;
+        return rc;
+    }
+    v->stale = stale;
+    rc = read_item(it, v, errmsg);
+    if (rc == MP_OK
+        && (v->type == MP_DICT_TSTRING || v->type == MP_DICT_TTABLE))
+    {
+        if (v->len > v->size) {
+            rc = MP_AGAIN;
+        } else {
+            memcpy(v->data, v->str, v->len);
+        }
+        v->str = NULL;
+    }
+    shard_unlock(s);
+    return rc;
+}
+
+
+int
+mp_dict_get(mp_dict_t *d, const char *key, size_t key_len,
+    mp_dict_value_t *v, const char **errmsg)
+{
+    return get_impl(d, key, key_len, v, 0, errmsg);
+}
+
+
+int
+mp_dict_get_stale(mp_dict_t *d, const char *key, size_t key_len,
+    mp_dict_value_t *v, const char **errmsg)
+{
+    return get_impl(d, key, key_len, v, 1, errmsg);
+}
+
+
+int
+mp_dict_get_cb(mp_dict_t *d, const char *key, size_t key_len, int stale_ok,
+    mp_dict_value_cb cb, void *ctx, const char **errmsg)
+{
+    mp_dict_value_t v;
+    shard_t *s;
+    item_t *it;
+    int rc, stale;
+
+    rc = find_for_read(d, key, key_len, stale_ok, &s, &it, &stale, errmsg);
+    if (rc != MP_OK) {
+        return rc;
+    }
+    memset(&v, 0, sizeof(v));
+    v.stale = stale;
+    rc = read_item(it, &v, errmsg);
+    if (rc == MP_OK) {
+        v.data = (char *) v.str;
+        v.size = v.len;
+        cb(ctx, &v);
+    }
+    shard_unlock(s);
+    return rc;
+}
+
+
+/* ---- store ---------------------------------------------------------------- */
+
+typedef struct {
+    int type;
+    const char *val;
+    size_t len;
+    uint32_t flags;
+    mp_msec_t exptime;
+} store_arg_t;
+
+
+static inline uint64_t
+expires_at(mp_msec_t exptime, mp_msec_t *now)
+{
+    if (exptime <= 0) {
+        return 0;
+    }
+    if (*now == 0) {
+        *now = dict_clock();
+    }
+    return (uint64_t) (*now + exptime);
+}
+
+
+/* The word holding user_flags, key_len, type and ref, as stored. */
+static inline uint64_t
+meta_word(uint32_t flags, uint16_t key_len, uint8_t type, uint8_t ref)
+{
+    item_t tmp;
+    uint64_t w;
+
+    tmp.user_flags = flags;
+    tmp.key_len = key_len;
+    tmp.type = type;
+    tmp.ref = ref;
+    memcpy(&w, &tmp.user_flags, 8);
+    return w;
+}
+
+
+/* Same size, not a list: overwrite in place, every word logged. */
+static void
+store_in_place(shard_t *s, item_t *it, const store_arg_t *a, uint64_t exp)
+{
+    char *val = item_value(it);
+    uint64_t w;
+    size_t off, n;
+
+    txn_begin(s);
+    wr(s, &it->expires, exp);
+    wr(s, &it->user_flags,
+       meta_word(a->flags, it->key_len, (uint8_t) a->type, 1));
+    for (off = 0; off < a->len; off += 8) {
+        n = mp_min(8, a->len - off);
+        w = 0;
+        memcpy(&w, a->val + off, n);
+        wr(s, val + off, w);
+    }
+    txn_commit(s);
+}
+
+
+static void
+fill_item(item_t *nw, uint32_t hash, const char *key, size_t key_len,
+    const store_arg_t *a, uint64_t exp)
+{
+    nw->expires = exp;
+    nw->hash = hash;
+    nw->value_len = (uint32_t) a->len;
+    nw->user_flags = a->flags;
+    nw->key_len = (uint16_t) key_len;
+    nw->type = (uint8_t) a->type;
+    nw->ref = 0;
+    memcpy(nw->data, key, key_len);
+    if (a->len > 0) {
+        memcpy(item_value(nw), a->val, a->len);
+    }
+}
+
+
+/* Links a filled, unlinked item in place of old (which may be NULL). */
+static void
+link_item(shard_t *s, item_t *nw, item_t *old, item_t **pp)
+{
+    item_t **bucket = &s->buckets[nw->hash & s->mask];
+
+    txn_begin(s);
+    if (old != NULL) {
+        nw->hnext = old->hnext;
+        wr_ptr(s, pp, nw);
+        lru_unlink(s, old);
+    } else {
+        nw->hnext = *bucket;
+        wr_ptr(s, bucket, nw);
+        wr(s, &s->nitems, s->nitems + 1);
+    }
+    lru_link_fresh(s, nw);
+    txn_commit(s);
+    if (old != NULL) {
+        free_item_mem(s, old);
+    }
+}
+
+
+static int
+store_locked(shard_t *s, int op, uint32_t hash, const char *key,
+    size_t key_len, const store_arg_t *a, int *forcible, const char **errmsg)
+{
+    mp_msec_t now = 0;
+    item_t **pp = NULL, *it, *nw;
+    int changed = 0, live;
+    uint64_t exp;
+    size_t size;
+
+    expire_tail(s, 2, &now);
+    it = lookup(s, hash, key, key_len, &pp);
+    live = it != NULL && !is_expired(it, &now);
+    if ((op & MP_DICT_REPLACE) && !live) {
+        *errmsg = "not found";
+        return MP_DECLINED;
+    }
+    if ((op & MP_DICT_ADD) && live) {
+        *errmsg = "exists";
+        return MP_DECLINED;
+    }
+    if (a->type == MP_DICT_TNIL) {
+        if (it != NULL) {
+            remove_item(s, it, pp);
+        }
+        return MP_OK;
+    }
+    exp = expires_at(a->exptime, &now);
+    if (it != NULL && it->type != MP_DICT_TLIST && it->value_len == a->len
+        && a->len <= INPLACE_MAX)
+    {
+        store_in_place(s, it, a, exp);
+        return MP_OK;
+    }
+
+    size = item_size(key_len, a->len);
+    nw = mp_slab_alloc_locked(s->pool, size);
+    if (nw == NULL && it != NULL) {
+        /* The old value may be what keeps the new one out (OpenResty). */
+        remove_item(s, it, pp);
+        it = NULL;
+    }
+    if (nw == NULL) {
+        nw = alloc_evicting(s, size, op & MP_DICT_SAFE, forcible, &changed,
+                            &now);
+        if (nw == NULL) {
+            *errmsg = "no memory";
+            return MP_ERROR;
+        }
+    }
+    fill_item(nw, hash, key, key_len, a, exp);
+    if (changed) {
+        it = lookup(s, hash, key, key_len, &pp);
+    }
+    link_item(s, nw, it, pp);
+    return MP_OK;
+}
+
+
+int
+mp_dict_store(mp_dict_t *d, int op, const char *key, size_t key_len,
+    int type, const char *str, size_t len, double num, uint32_t user_flags,
+    mp_msec_t exptime, int *forcible, const char **errmsg)
+{
+    store_arg_t a;
+    char b;
+    uint64_t h;
+    shard_t *s;
+    int rc;
+
+    *forcible = 0;
+    if (check_key(key_len, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    a.type = type;
+    a.flags = user_flags;
+    a.exptime = exptime;
+    switch (type) {
+    case MP_DICT_TSTRING:
+    case MP_DICT_TTABLE:
+        a.val = str;
+        a.len = len;
+        break;
+    case MP_DICT_TNUMBER:
+        a.val = (const char *) &num;
+        a.len = sizeof(double);
+        break;
+    case MP_DICT_TBOOLEAN:
+        b = num != 0;
+        a.val = &b;
+        a.len = 1;
+        break;
+    case MP_DICT_TNIL:
+        if (op & (MP_DICT_ADD | MP_DICT_REPLACE)) {
+            *errmsg = "attempt to add or replace nil values";
+            return MP_ERROR;
+        }
+        a.val = NULL;
+        a.len = 0;
+        break;
+    default:
+        *errmsg = "unsupported value type";
+        return MP_ERROR;
+    }
+    if (a.len > UINT32_MAX) {
+        *errmsg = "no memory";
+        return MP_ERROR;
+    }
+
+    h = hash_key(key, key_len);
+    s = shard_of(d, h);
+    if (shard_lock(s, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    rc = store_locked(s, op, (uint32_t) h, key, key_len, &a, forcible,
+                      errmsg);
+    shard_unlock(s);
+    return rc;
+}
+
+
+#define STORE_WRAPPER(name, op)                                                \
+    int                                                                        \
+    name(mp_dict_t *d, const char *key, size_t key_len,                        \
+        const mp_dict_value_t *v, mp_msec_t exptime, int *forcible,            \
+        const char **errmsg)                                                   \
+    {                                                                          \
+        return mp_dict_store(d, op, key, key_len, v->type, v->str, v->len,     \
+                             v->number, v->flags, exptime, forcible, errmsg);  \
+    }
+
+STORE_WRAPPER(mp_dict_set, MP_DICT_SET)
+STORE_WRAPPER(mp_dict_safe_set, MP_DICT_SET | MP_DICT_SAFE)
+STORE_WRAPPER(mp_dict_add, MP_DICT_ADD)
+STORE_WRAPPER(mp_dict_safe_add, MP_DICT_ADD | MP_DICT_SAFE)
+STORE_WRAPPER(mp_dict_replace, MP_DICT_REPLACE)
+
+
+/* Looks key up with its shard locked; on MP_OK the caller unlocks. */
+static inline int
+lock_key(mp_dict_t *d, const char *key, size_t key_len, shard_t **sp,
+    uint32_t *hash, const char **errmsg)
+{
+    uint64_t h;
+
+    if (check_key(key_len, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    h = hash_key(key, key_len);
+    *sp = shard_of(d, h);
+    *hash = (uint32_t) h;
+    return shard_lock(*sp, errmsg);
+}
+
+
+int
+mp_dict_delete(mp_dict_t *d, const char *key, size_t key_len,
+    const char **errmsg)
+{
+    shard_t *s;
+    item_t *it, **pp;
+    uint32_t hash;
+
+    if (lock_key(d, key, key_len, &s, &hash, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    it = lookup(s, hash, key, key_len, &pp);
+    if (it != NULL) {
+        remove_item(s, it, pp);
+    }
+    shard_unlock(s);
+    return it != NULL ? MP_OK : MP_DECLINED;
+}
+
+
+int
+mp_dict_incr(mp_dict_t *d, const char *key, size_t key_len, double *value,
+    int has_init, double init, mp_msec_t init_ttl, int *forcible,
+    const char **errmsg)
+{
+    store_arg_t a;
+    shard_t *s;
+    item_t *it;
+    uint32_t hash;
+    mp_msec_t now = 0;
+    uint64_t bits;
+    double num;
+    int rc = MP_OK;
+
+    *forcible = 0;
+    if (lock_key(d, key, key_len, &s, &hash, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    expire_tail(s, 2, &now);
+    it = lookup(s, hash, key, key_len, NULL);
+    if (it == NULL || is_expired(it, &now)) {
+        if (!has_init) {
+            *errmsg = "not found";
+            rc = MP_DECLINED;
+            goto done;
+        }
+        num = init + *value;
+        a.type = MP_DICT_TNUMBER;
+        a.val = (const char *) &num;
+        a.len = sizeof(double);
+        a.flags = 0;
+        a.exptime = init_ttl;
+        rc = store_locked(s, MP_DICT_SET, hash, key, key_len, &a, forcible,
+                          errmsg);
+        if (rc == MP_OK) {
+            *value = num;
+        }
+        goto done;
+    }
+    if (it->type != MP_DICT_TNUMBER) {
+        *errmsg = "not a number";
+        rc = MP_ERROR;
+        goto done;
+    }
+    memcpy(&num, item_value(it), sizeof(double));
+    num += *value;
+    memcpy(&bits, &num, sizeof(bits));
+    txn_begin(s);
+    wr(s, item_value(it), bits);
+    txn_commit(s);
+    it->ref = 1;
+    *value = num;
+
+done:
+    shard_unlock(s);
+    return rc;
+}
+
+
+/* ---- lists ---------------------------------------------------------------- */
+
+static int
+push_locked(shard_t *s, int left, uint32_t hash, const char *key,
+    size_t key_len, int type, const char *val, size_t len, size_t *n,
+    const char **errmsg)
+{
+    mp_msec_t now = 0;
+    item_t *it, *head;
+    node_t *nd;
+    list_t *l;
+    store_arg_t a;
+    int forcible = 0, changed = 0;
+
+    expire_tail(s, 2, &now);
+    it = lookup(s, hash, key, key_len, NULL);
+    if (it != NULL && is_expired(it, &now)) {
+        remove_item(s, it, NULL);
+        it = NULL;
+    }
+    if (it != NULL && it->type != MP_DICT_TLIST) {
+        *errmsg = "value not a list";
+        return MP_ERROR;
+    }
+    nd = alloc_evicting(s, node_size(len), 0, &forcible, &changed, &now);
+    if (nd == NULL) {
+        *errmsg = "no memory";
+        return MP_ERROR;
+    }
+    nd->len = (uint32_t) len;
+    nd->type = (uint8_t) type;
+    memcpy(nd->data, val, len);
+    if (changed) {
+        /* The list itself may have been evicted to make room. */
+        it = lookup(s, hash, key, key_len, NULL);
+    }
+
+    if (it == NULL) {
+        a.type = MP_DICT_TLIST;
+        a.len = sizeof(list_t);
+        a.flags = 0;
+        head = alloc_evicting(s, item_size(key_len, a.len), 0, &forcible,
+                              &changed, &now);
+        if (head == NULL) {
+            mp_slab_free_locked(s->pool, nd);
+            *errmsg = "no memory";
+            return MP_ERROR;
+        }
+        nd->next = NULL;
+        nd->prev = NULL;
+        a.val = NULL;
+        a.len = 0;
+        fill_item(head, hash, key, key_len, &a, 0);
+        head->value_len = sizeof(list_t);
+        l = item_list(head);
+        l->first = nd;
+        l->last = nd;
+        l->count = 1;
+        link_item(s, head, NULL, NULL);
+        *n = 1;
+        return MP_OK;
+    }
+
+    l = item_list(it);
+    txn_begin(s);
+    if (left) {
+        nd->next = l->first;
+        nd->prev = NULL;
+        wr_ptr(s, &l->first->prev, nd);
+        wr_ptr(s, &l->first, nd);
+    } else {
+        nd->next = NULL;
+        nd->prev = l->last;
+        wr_ptr(s, &l->last->next, nd);
+        wr_ptr(s, &l->last, nd);
+    }
+    wr(s, &l->count, l->count + 1);
+    txn_commit(s);
+    it->ref = 1;
+    *n = (size_t) l->count;
+    return MP_OK;
+}
+
+
+static int
+push_impl(mp_dict_t *d, int left, const char *key, size_t key_len, int type,
+    const char *str, size_t len, double num, size_t *n, const char **errmsg)
+{
+    shard_t *s;
+    uint32_t hash;
+    int rc;
+
+    if (type == MP_DICT_TNUMBER) {
+        str = (const char *) &num;
+        len = sizeof(double);
+    } else if (type != MP_DICT_TSTRING || len > UINT32_MAX) {
+        *errmsg = "bad value type";
+        return MP_ERROR;
+    }
+    if (lock_key(d, key, key_len, &s, &hash, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    rc = push_locked(s, left, hash, key, key_len, type, str, len, n, errmsg);
+    shard_unlock(s);
+    return rc;
+}
+
+
+int
+mp_dict_lpush(mp_dict_t *d, const char *key, size_t key_len, int type,
+    const char *str, size_t len, double num, size_t *n, const char **errmsg)
+{
+    return push_impl(d, 1, key, key_len, type, str, len, num, n, errmsg);
+}
+
+
+int
+mp_dict_rpush(mp_dict_t *d, const char *key, size_t key_len, int type,
+    const char *str, size_t len, double num, size_t *n, const char **errmsg)
+{
+    return push_impl(d, 0, key, key_len, type, str, len, num, n, errmsg);
+}
+
+
+static int
+pop_locked(shard_t *s, int left, item_t *it, item_t **pp,
+    mp_dict_value_t *v)
+{
+    list_t *l = item_list(it);
+    node_t *nd = left ? l->first : l->last;
+
+    v->type = nd->type;
+    v->flags = 0;
+    v->stale = 0;
+    if (nd->type == MP_DICT_TNUMBER) {
+        memcpy(&v->number, nd->data, sizeof(double));
+    } else {
+        v->len = nd->len;
+        if (v->len > v->size) {
+            return MP_AGAIN;
+        }
+        memcpy(v->data, nd->data, nd->len);
+    }
+
+    if (l->count == 1) {
+        remove_item(s, it, pp);
+        return MP_OK;
+    }
+    txn_begin(s);
+    if (left) {
+        wr_ptr(s, &nd->next->prev, NULL);
+        wr_ptr(s, &l->first, nd->next);
+    } else {
+        wr_ptr(s, &nd->prev->next, NULL);
+        wr_ptr(s, &l->last, nd->prev);
+    }
+    wr(s, &l->count, l->count - 1);
+    txn_commit(s);
+    mp_slab_free_locked(s->pool, nd);
+    it->ref = 1;
+    return MP_OK;
+}
+
+
+static int
+pop_impl(mp_dict_t *d, int left, const char *key, size_t key_len,
+    mp_dict_value_t *v, const char **errmsg)
+{
+    shard_t *s;
+    item_t *it, **pp;
+    uint32_t hash;
+    mp_msec_t now = 0;
+    int rc;
+
+    v->type = MP_DICT_TNIL;
+    if (lock_key(d, key, key_len, &s, &hash, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    expire_tail(s, 2, &now);
+    it = lookup(s, hash, key, key_len, &pp);
+    if (it == NULL || is_expired(it, &now)) {
+        rc = MP_DECLINED;
+    } else if (it->type != MP_DICT_TLIST) {
+        *errmsg = "value not a list";
+        rc = MP_ERROR;
+    } else {
+        rc = pop_locked(s, left, it, pp, v);
+    }
+    shard_unlock(s);
+    return rc;
+}
+
+
+int
+mp_dict_lpop(mp_dict_t *d, const char *key, size_t key_len,
+    mp_dict_value_t *v, const char **errmsg)
+{
+    return pop_impl(d, 1, key, key_len, v, errmsg);
+}
+
+
+int
+mp_dict_rpop(mp_dict_t *d, const char *key, size_t key_len,
+    mp_dict_value_t *v, const char **errmsg)
+{
+    return pop_impl(d, 0, key, key_len, v, errmsg);
+}
+
+
+int
+mp_dict_llen(mp_dict_t *d, const char *key, size_t key_len, size_t *n,
+    const char **errmsg)
+{
+    shard_t *s;
+    item_t *it;
+    uint32_t hash;
+    mp_msec_t now = 0;
+    int rc = MP_OK;
+
+    *n = 0;
+    if (lock_key(d, key, key_len, &s, &hash, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    it = lookup(s, hash, key, key_len, NULL);
+    if (it != NULL && !is_expired(it, &now)) {
+        if (it->type != MP_DICT_TLIST) {
+            *errmsg = "value not a list";
+            rc = MP_ERROR;
+        } else {
+            *n = (size_t) item_list(it)->count;
+            it->ref = 1;
+        }
+    }
+    shard_unlock(s);
+    return rc;
+}
+
+
+/* ---- ttl, expire, flush, keys --------------------------------------------- */
+
+int
+mp_dict_ttl(mp_dict_t *d, const char *key, size_t key_len, mp_msec_t *ttl,
+    const char **errmsg)
+{
+    shard_t *s;
+    item_t *it;
+    uint32_t hash;
+    uint64_t exp = 0;
+
+    if (lock_key(d, key, key_len, &s, &hash, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    it = lookup(s, hash, key, key_len, NULL);
+    if (it != NULL) {
+        exp = it->expires;
+    }
+    shard_unlock(s);
+    if (it == NULL) {
+        *errmsg = "not found";
+        return MP_DECLINED;
+    }
+    *ttl = exp == 0 ? 0 : (mp_msec_t) exp - dict_clock();
+    return MP_OK;
+}
+
+
+int
+mp_dict_expire(mp_dict_t *d, const char *key, size_t key_len,
+    mp_msec_t exptime, const char **errmsg)
+{
+    shard_t *s;
+    item_t *it;
+    uint32_t hash;
+    mp_msec_t now = 0;
+
+    if (lock_key(d, key, key_len, &s, &hash, errmsg) != MP_OK) {
+        return MP_ERROR;
+    }
+    it = lookup(s, hash, key, key_len, NULL);
+    if (it != NULL) {
+        txn_begin(s);
+        wr(s, &it->expires, expires_at(exptime, &now));
+        txn_commit(s);
+    }
+    shard_unlock(s);
+    if (it == NULL) {
+        *errmsg = "not found";
+        return MP_DECLINED;
+    }
+    return MP_OK;
+}
+
+
+void
+mp_dict_flush_all(mp_dict_t *d)
+{
+    const char *err;
+    shard_t *s;
+    item_t *it;
+    unsigned i;
+
+    for (i = 0; i < d->nshards; i++) {
+        s = d->shards[i];
+        if (shard_lock(s, &err) != MP_OK) {
+            continue;
+        }
+        /* Idempotent, so a recovering locker finishes it (roll forward). */
+        txn_begin(s);
+        s->undo.intent = INTENT_FLUSH_ALL;
+        barrier();
+        for (it = s->lru.lru_next; it != &s->lru; it = it->lru_next) {
+            it->expires = 1;
+            mp_shm_crash_point();
+        }
+        txn_commit(s);
+        shard_unlock(s);
+    }
+}
+
+
+size_t
+mp_dict_flush_expired(mp_dict_t *d, size_t max)
+{
+    const char *err;
+    size_t freed = 0;
+    mp_msec_t now = 0;
+    shard_t *s;
+    item_t *it, *prev;
+    unsigned i;
+
+    for (i = 0; i < d->nshards && (max == 0 || freed < max); i++) {
+        s = d->shards[i];
+        if (shard_lock(s, &err) != MP_OK) {
+            continue;
+        }
+        for (it = s->lru.lru_prev; it != &s->lru; it = prev) {
+            prev = it->lru_prev;
+            if (is_expired(it, &now)) {
+                remove_item(s, it, NULL);
+                s->expired_freed++;
+                if (++freed == max) {
+                    break;
+                }
+            }
+        }
+        shard_unlock(s);
+    }
+    return freed;
+}
+
+
+size_t
+mp_dict_get_keys(mp_dict_t *d, size_t max, mp_dict_key_cb cb, void *ctx)
+{
+    const char *err;
+    size_t n = 0;
+    mp_msec_t now = 0;
+    shard_t *s;
+    item_t *it;
+    unsigned i;
+    int stop = 0;
+
+    for (i = 0; i < d->nshards && !stop; i++) {
+        s = d->shards[i];
+        if (shard_lock(s, &err) != MP_OK) {
+            continue;
+        }
+        for (it = s->lru.lru_next; it != &s->lru; it = it->lru_next) {
+            if (is_expired(it, &now)) {
+                continue;
+            }
+            n++;
+            if (cb(ctx, it->data, it->key_len) != 0
+                || (max != 0 && n == max))
+            {
+                stop = 1;
+                break;
+            }
+        }
+        shard_unlock(s);
+    }
+    return n;
+}
+
+
+size_t
+mp_dict_capacity(const mp_dict_t *d)
+{
+    return d->size;
+}
+
+
+size_t
+mp_dict_free_space(mp_dict_t *d)
+{
+    const char *err;
+    size_t bytes = 0;
+    unsigned i;
+
+    for (i = 0; i < d->nshards; i++) {
+        if (shard_lock(d->shards[i], &err) == MP_OK) {
+            bytes += mp_slab_free_bytes_locked(d->shards[i]->pool);
+            shard_unlock(d->shards[i]);
+        }
+    }
+    return bytes;
+}
+
+
+void
+mp_dict_stats(mp_dict_t *d, mp_dict_stats_t *st)
+{
+    const char *err;
+    mp_slab_stats_t ss;
+    shard_t *s;
+    unsigned i;
+
+    memset(st, 0, sizeof(*st));
+    for (i = 0; i < d->nshards; i++) {
+        s = d->shards[i];
+        if (shard_lock(s, &err) != MP_OK) {
+            continue;
+        }
+        mp_slab_stats_locked(s->pool, &ss);
+        st->items += s->nitems;
+        st->evictions += s->evictions;
+        st->expired_freed += s->expired_freed;
+        st->recoveries += s->lock.recoveries;
+        st->pages_total += ss.pages_total;
+        st->pages_free += ss.pages_free;
+        st->alloc_failures += ss.failed;
+        shard_unlock(s);
+    }
+}
+
+
+/* ---- invariants ------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t used[MP_SLAB_NCLASSES];
+    uint64_t run_pages;
+} blocks_t;
+
+
+static void
+count_block(blocks_t *b, size_t size)
+{
+    size_t bs = mp_slab_block_size(size);
+
+    if (size > MP_SLAB_MAX_CLASS_SIZE) {
+        b->run_pages += bs >> MP_SLAB_PAGE_SHIFT;
+    } else {
+        b->used[__builtin_ctzll(bs) - MP_SLAB_MIN_SHIFT]++;
+    }
+}
+
+
+static const char *
+check_list(item_t *it, blocks_t *b)
+{
+    list_t *l = item_list(it);
+    node_t *nd, *prev = NULL;
+    uint64_t n = 0;
+
+    if (l->count == 0 || l->first == NULL || l->first->prev != NULL) {
+        return "bad list head";
+    }
+    for (nd = l->first; nd != NULL; prev = nd, nd = nd->next) {
+        if (++n > l->count || nd->prev != prev) {
+            return "list links or count broken";
+        }
+        if (nd->type != MP_DICT_TSTRING && nd->type != MP_DICT_TNUMBER) {
+            return "list node of bad type";
+        }
+        count_block(b, node_size(nd->len));
+    }
+    if (n != l->count || l->last != prev) {
+        return "list count or tail wrong";
+    }
+    return NULL;
+}
+
+
+static const char *
+check_shard(mp_dict_t *d, unsigned idx, shard_t *s)
+{
+    blocks_t b;
+    item_t *it, *prev;
+    uint64_t bk, nhash = 0, nlru = 0;
+    const char *err;
+    unsigned c;
+
+    memset(&b, 0, sizeof(b));
+    if (s->undo.state != TXN_IDLE) {
+        return "undo log left open";
+    }
+    for (bk = 0; bk <= s->mask; bk++) {
+        for (it = s->buckets[bk]; it != NULL; it = it->hnext) {
+            if (++nhash > s->nitems) {
+                return "hash chains hold more items than counted";
+            }
+            if ((it->hash & s->mask) != bk) {
+                return "item in the wrong bucket";
+            }
+            if (shard_of(d, hash_key(it->data, it->key_len)) != d->shards[idx]
+                || (uint32_t) hash_key(it->data, it->key_len) != it->hash)
+            {
+                return "item hash does not match its key";
+            }
+            if (lookup(s, it->hash, it->data, it->key_len, NULL) != it) {
+                return "duplicate key";
+            }
+            count_block(&b, item_size(it->key_len, it->value_len));
+            if (it->type == MP_DICT_TLIST && (err = check_list(it, &b))) {
+                return err;
+            }
+        }
+    }
+    if (nhash != s->nitems) {
+        return "item count disagrees with the hash index";
+    }
+    prev = &s->lru;
+    for (it = s->lru.lru_next; it != &s->lru; prev = it, it = it->lru_next) {
+        if (++nlru > s->nitems || it->lru_prev != prev) {
+            return "LRU links broken";
+        }
+        if (lookup(s, it->hash, it->data, it->key_len, NULL) != it) {
+            return "LRU item missing from the hash index";
+        }
+    }
+    if (nlru != s->nitems || s->lru.lru_prev != prev) {
+        return "LRU list disagrees with the item count";
+    }
+    if (mp_slab_check_locked(s->pool, &err) != MP_OK) {
+        return err;
+    }
+    for (c = 0; c < MP_SLAB_NCLASSES; c++) {
+        if (b.used[c] != s->pool->used[c]) {
+            return "slab slots in use differ from the blocks items own";
+        }
+    }
+    if (b.run_pages != s->pool->run_pages) {
+        return "slab run pages differ from the blocks items own";
+    }
+    return NULL;
+}
+
+
+int
+mp_dict_check(mp_dict_t *d, const char **errmsg)
+{
+    const char *err;
+    unsigned i;
+
+    for (i = 0; i < d->nshards; i++) {
+        if (shard_lock(d->shards[i], errmsg) != MP_OK) {
+            return MP_ERROR;
+        }
+        err = check_shard(d, i, d->shards[i]);
+        shard_unlock(d->shards[i]);
+        if (err != NULL) {
+            *errmsg = err;
+            return MP_ERROR;
+        }
+    }
+    return MP_OK;
+}
