@@ -534,6 +534,14 @@ class Server:
         """Send sig to the master."""
         os.kill(self.proc.pid, sig)
 
+    def read_pid_file(self):
+        """The pid in cluster.pid_file, None when it is missing."""
+        try:
+            with open(self.pid_file) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
     def worker_pids(self):
         """Pids of the master's live children, from /proc/*/stat."""
         if self.proc is None:

@@ -313,6 +313,13 @@ class HttpBasics(ServerTestCase):
             req("POST", "/echo", [("Content-Length", "3"),
                                   ("Transfer-Encoding", "chunked")],
                 b"3\r\nabc\r\n0\r\n\r\n"),
+            # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request means
+            # faulty framing (nginx: 400)
+            req("POST", "/echo", [("Transfer-Encoding", "chunked")],
+                b"5\r\nhello\r\n0\r\n\r\n", version="HTTP/1.0",
+                host=None),
+            # nginx: 400 "client sent invalid host header"
+            req("GET", "/hello", host="bad host"),
         ]
         for data in cases:
             with self.subTest(request=data[:60]):

@@ -55,6 +55,11 @@ CASES = {
             'ngx.say({"a", ngx.null, true}) '
             'ngx.say({}, "x")',
         body="ab12.5c\ndeep1\nanulltrue\nx\n"),
+    "say_table_with_holes": dict(
+        # OpenResty: holes in an array table print as "nil" (the table is
+        # walked from 1 to its largest integer key)
+        lua='ngx.say({"a", nil, "c"}) local t = {"a"} t[5] = "e" ngx.say(t)',
+        body="anilc\nanilnilnile\n"),
     "say_hash_table_error": dict(
         # OpenResty: 500, "bad argument #1 to 'say' (non-array table found)"
         lua="ngx.say({a = 1})",
@@ -91,6 +96,31 @@ CASES = {
             'ngx.say(tostring(ok), " ", tostring(err)) '
             'ngx.say(tostring(ngx.flush(true)))',
         body="a1 nil\n1\n"),
+    "flush_http10": dict(
+        # OpenResty (lua_http10_buffering on by default): on HTTP/1.0 the
+        # output is buffered to compute Content-Length, so ngx.flush()
+        # returns nil, "buffering"
+        lua='ngx.print("a") local ok, err = ngx.flush() '
+            'ngx.say(tostring(ok), " ", tostring(err))',
+        request=raw_get("HTTP/1.0", ""), body="anil buffering\n",
+        headers={"Content-Length": "15"}),
+    "status_after_say_http10": dict(
+        # OpenResty: with HTTP/1.0 buffering nothing is sent yet, so the
+        # status can still change (no error)
+        lua='ngx.say("x") ngx.status = 500 ngx.say(ngx.status)',
+        request=raw_get("HTTP/1.0", ""), status=500, body="x\n500\n"),
+    "header_after_say_http10": dict(
+        # OpenResty: same for headers on HTTP/1.0
+        lua='ngx.say("x") ngx.header.X_Late = "1"',
+        request=raw_get("HTTP/1.0", ""), body="x\n",
+        headers={"X-Late": "1"}),
+    "error_after_flush_http10": dict(
+        # OpenResty: the flush was only buffered, so a later Lua error
+        # still gives a 500 (a 200 delimited by the close would look
+        # complete to the client)
+        lua='ngx.say("before") ngx.flush(true) error("late boom")',
+        request=raw_get("HTTP/1.0", ""), status=500,
+        errors=[r"late boom"]),
     "explicit_content_length": dict(
         # OpenResty: the handler's Content-Length is used, no chunking
         lua='ngx.header.content_length = 5 ngx.print("hello")',
