@@ -158,7 +158,46 @@ class HttpBasics(ServerTestCase):
             c.send(data[cut:])
             self.assertEqual(c.response().body, b"/uri/b\n")
 
+    def test_pipelining_many(self):
+        # 50 requests in one send, some with bodies: all answered, in order.
+        data = b""
+        for i in range(50):
+            if i % 3 == 0:
+                body = b"body-%d" % i
+                data += req("POST", "/echo", [
+                    ("Content-Length", str(len(body)))], body)
+            else:
+                data += req("GET", "/uri/%d" % i)
+        with self.srv.conn() as c:
+            c.send(data)
+            for i in range(50):
+                want = b"body-%d" % i if i % 3 == 0 else b"/uri/%d\n" % i
+                self.assertEqual(c.response().body, want)
+
+    def test_client_abort_mid_request(self):
+        # Clients that vanish mid-header or mid-body are not errors.
+        for data in (b"GET /hello HTTP/1.1\r\nHost: te",
+                     req("POST", "/echo", [("Content-Length", "50")],
+                         b"abc")):
+            with self.srv.conn() as c:
+                c.send(data)
+        self.check(self.srv, {"path": "/hello"}, 200, "hello\n")
+
     # -- request bodies
+
+    def test_body_at_limit(self):
+        # exactly client_max_body_size (100) is accepted, in one piece or
+        # chunked
+        self.check(self.srv, {"method": "POST", "path": "/echo",
+                              "body": b"a" * 100}, 200, "a" * 100)
+        chunked = b"".join(b"a\r\n" + b"%010d" % i + b"\r\n"
+                           for i in range(10)) + b"0\r\n\r\n"
+        with self.srv.conn() as c:
+            c.send(req("POST", "/echo", [("Transfer-Encoding", "chunked")],
+                       chunked))
+            resp = c.response()
+            self.assertEqual((resp.status, resp.body), (200, b"".join(
+                b"%010d" % i for i in range(10))))
 
     def test_post_content_length(self):
         self.check(self.srv, {"method": "POST", "path": "/echo",

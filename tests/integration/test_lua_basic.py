@@ -203,6 +203,14 @@ CASES = {
             'ngx.say(tostring(ngx.header.x_a), " ", '
             "tostring(ngx.header.x_b))",
         body="nil nil\n", absent_headers=["X-A", "X-B"]),
+    "header_empty_string_clears": dict(
+        # OpenResty: an empty string value removes the header
+        lua='ngx.header.X_Empty = "" ngx.say("x")',
+        body="x\n", absent_headers=["X-Empty"]),
+    "header_content_type_cleared": dict(
+        # OpenResty: clearing Content-Type sends none (no default)
+        lua='ngx.header.content_type = nil ngx.say("x")',
+        body="x\n", absent_headers=["Content-Type"]),
     "header_overwrite": dict(
         lua='ngx.header.X_A = "1" ngx.header["x-a"] = "2" '
             'ngx.say(ngx.header["X-A"])',
