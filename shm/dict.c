@@ -457,6 +457,31 @@ check_key(size_t key_len, const char **errmsg)
 
 /* ---- index and LRU -------------------------------------------------------- */
 
+/* Short keys are the rule: compare words inline, no call into libc. */
+static inline int
+key_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+
+    while (n >= 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) {
+            return 0;
+        }
+        a += 8;
+        b += 8;
+        n -= 8;
+    }
+    while (n-- > 0) {
+        if (*a++ != *b++) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
 /* Finds key; *pprev (if asked) gets the link that points at it. */
 static inline item_t *
 lookup(shard_t *s, uint32_t hash, const char *key, size_t key_len,
@@ -466,7 +491,7 @@ lookup(shard_t *s, uint32_t hash, const char *key, size_t key_len,
 
     for (it = *pp; it != NULL; pp = &it->hnext, it = it->hnext) {
         if (it->hash == hash && it->key_len == key_len
-            && memcmp(it->data, key, key_len) == 0)
+            && key_eq(it->data, key, key_len))
         {
             if (pprev != NULL) {
                 *pprev = pp;
