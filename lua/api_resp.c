@@ -19,21 +19,32 @@
 
 /* ---- ngx.say / ngx.print ------------------------------------------------ */
 
-static int
-is_array(lua_State *L, int idx)
+/*
+ * OpenResty's notion of an array: every key a positive integer; holes are
+ * allowed and print as "nil". Returns the largest index, or -1 otherwise.
+ */
+static lua_Number
+array_max(lua_State *L, int idx)
 {
-    size_t n = lua_objlen(L, idx), count = 0;
+    lua_Number max = 0, k;
 
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TNUMBER) {
             lua_pop(L, 1);
-            return 0;
+            return -1;
         }
-        count++;
+        k = lua_tonumber(L, -1);
+        if (k < 1 || k != (lua_Number) (lua_Integer) k) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        if (k > max) {
+            max = k;
+        }
     }
-    return count == n;
+    return max;
 }
 
 
@@ -41,14 +52,15 @@ is_array(lua_State *L, int idx)
 static void
 check_table(lua_State *L, int idx, int arg, const char *fname)
 {
+    lua_Number max = array_max(L, idx);
     size_t i, n;
     int t;
 
-    if (!is_array(L, idx)) {
+    if (max < 0) {
         luaL_error(L, "bad argument #%d to '%s' (non-array table found)",
                    arg, fname);
     }
-    n = lua_objlen(L, idx);
+    n = (size_t) max;
     for (i = 1; i <= n; i++) {
         lua_rawgeti(L, idx, (int) i);
         t = lua_type(L, -1);
@@ -104,11 +116,7 @@ output_value(lua_State *L, mp_request_t *r, int idx, int arg,
         if (idx < 0) {
             idx = lua_gettop(L) + idx + 1;
         }
-        if (!is_array(L, idx)) {
-            luaL_error(L, "bad argument #%d to '%s' (non-array table found)",
-                       arg, fname);
-        }
-        n = lua_objlen(L, idx);
+        n = (size_t) array_max(L, idx); /* checked before output began */
         for (i = 1; i <= n; i++) {
             lua_rawgeti(L, idx, (int) i);
             output_value(L, r, -1, arg, fname);
@@ -187,6 +195,13 @@ ngx_flush(lua_State *L)
     if (r->eof) {
         lua_pushnil(L);
         lua_pushliteral(L, "seen eof");
+        return 2;
+    }
+    if (r->http_minor == 0) {
+        /* HTTP/1.0 has no chunks: the response is buffered whole so it can
+         * carry a Content-Length, as lua_http10_buffering does */
+        lua_pushnil(L);
+        lua_pushliteral(L, "buffering");
         return 2;
     }
     if (mp_http_flush(r) != MP_OK) {
@@ -392,9 +407,16 @@ header_newindex(lua_State *L)
         || memchr(name, ':', len)) {
         return luaL_error(L, "invalid header name");
     }
+    if (lua_type(L, 3) == LUA_TSTRING && lua_objlen(L, 3) == 0) {
+        lua_pushnil(L); /* OpenResty: an empty value clears the header */
+        lua_replace(L, 3);
+    }
     switch (lua_type(L, 3)) {
     case LUA_TNIL:
         mp_http_clear_out_header(r, name, len);
+        if (len == 12 && strcasecmp(name, "Content-Type") == 0) {
+            r->no_default_type = 1;
+        }
         return 0;
     case LUA_TTABLE:
         n = lua_objlen(L, 3);

@@ -482,6 +482,26 @@ drop_invalid_headers(mp_request_t *r)
 }
 
 
+/* nginx's rules: no spaces, slashes, control bytes or ".." in a Host. */
+static int
+valid_host(const mp_str_t *v)
+{
+    size_t i;
+
+    for (i = 0; i < v->len; i++) {
+        unsigned char ch = (unsigned char) v->data[i];
+
+        if (ch <= ' ' || ch == '/' || ch == '\\' || ch == 0x7f) {
+            return 0;
+        }
+        if (ch == '.' && i > 0 && v->data[i - 1] == '.') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
 /* Checks framing headers; returns 0 or the status to answer with. */
 static int
 check_framing(mp_request_t *r)
@@ -496,12 +516,15 @@ check_framing(mp_request_t *r)
             if (!token_eq(&h->value, "chunked")) {
                 return 501;
             }
+            if (r->http_minor == 0) {
+                return 400; /* no chunked framing in HTTP/1.0 (RFC 9112) */
+            }
             r->chunked_in = 1;
         } else if (token_eq(&h->name, "Content-Length")) {
             ncl++;
         } else if (token_eq(&h->name, "Host")) {
-            if (r->host.data != NULL) {
-                return 400; /* two Host headers */
+            if (r->host.data != NULL || !valid_host(&h->value)) {
+                return 400; /* two Host headers, or a malformed one */
             }
             set_host(r, &h->value);
         } else if (token_eq(&h->name, "Expect")) {
@@ -1001,7 +1024,8 @@ build_header(mp_request_t *r, mp_buf_t *b, int64_t length)
         put(b, h->value.data, h->value.len);
         put_lit(b, "\r\n");
     }
-    if (!has_type && r->status != 204 && r->status != 304) {
+    if (!has_type && !r->no_default_type && r->status != 204
+        && r->status != 304) {
         put_lit(b, "Content-Type: text/plain\r\n");
     }
     if (has_length) {
@@ -1060,8 +1084,10 @@ mp_http_output(mp_request_t *r, const char *data, size_t len)
     if (c->fd < 0 || r->eof) {
         return MP_ERROR;
     }
-    if (!r->header_sent) {
-        r->header_sent = 1; /* logically: headers are fixed from here on */
+    /* logically, headers are fixed from here on; HTTP/1.0 responses are
+     * buffered whole, so their headers stay open until the end */
+    if (!r->header_sent && r->http_minor > 0) {
+        r->header_sent = 1;
         if (r->status == 0) {
             r->status = 200;
         }

@@ -85,6 +85,7 @@ struct mp_request_s {
     unsigned chunked_out:1;        /* response uses chunked encoding */
     unsigned eof:1;                /* the response body is complete */
     unsigned finalized:1;
+    unsigned no_default_type:1;    /* the handler cleared Content-Type */
 };
 
 /* Per-connection state; embedded request, events and buffers. */
