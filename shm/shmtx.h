@@ -1,20 +1,37 @@
 /*
- * shmtx.h: the cross-process mutex that guards shared structures. It is a
- * process-shared, robust pthread mutex living inside a zone: when a process
- * dies holding it, the kernel hands it to the next locker with EOWNERDEAD.
- * That locker runs the caller's recovery callback (which repairs or rolls
- * back the half-done operation), marks the mutex consistent and logs the
- * event at alert; the lock then works as before. The holder's pid is
- * recorded so the master can tell which worker died holding a lock.
+ * shmtx.h: the cross-process mutex that guards shared structures (a dict
+ * shard). It is one 32-bit word in shared memory holding the holder's pid,
+ * as nginx's ngx_shmtx: lock is a compare-and-swap 0 -> pid, unlock an
+ * atomic exchange back to 0. The top bit says that someone may sleep on
+ * the word (futex), so an unlock makes a system call only then.
  *
- * Processes are single-threaded; the mutex is not recursive.
+ * A locker that finds the lock taken spins briefly, then checks that the
+ * holder is alive and sleeps on the futex with a timeout, checking again
+ * after each timeout. When the holder is dead, the locker takes the lock
+ * over with a compare-and-swap dead pid -> own pid, runs the caller's
+ * recovery callback (which repairs or rolls back the half-done operation),
+ * logs it at alert and proceeds. The master does the same on SIGCHLD with
+ * mp_shmtx_force_recover() for the worker it reaped, so nobody waits for a
+ * timeout in production.
+ *
+ * Pid reuse: a dead holder's pid could be given to a new process before a
+ * waiter notices the death; the lock would then look held by a live process
+ * and waiters would keep sleeping. The master's recovery closes that gap:
+ * it reaps the dead worker and recovers its locks at once, and the kernel
+ * cannot reuse a pid before it is reaped, so a zombie holder is seen as
+ * alive (waiters keep waiting) until the master recovers it. A process
+ * outside that scheme (a test) relies on the liveness check alone.
+ *
+ * Processes are single-threaded; the mutex is not recursive. The fast
+ * paths are inline; everything slow lives in shmtx.c.
  */
 #ifndef MP_SHMTX_H
 #define MP_SHMTX_H
 
 #include "core/mp_core.h"
 
-#include <pthread.h>
+/* Set in the lock word while a locker may sleep on it. */
+#define MP_SHMTX_WAITERS 0x80000000u
 
 /*
  * Called with the mutex held after its previous holder died; repairs the
@@ -23,41 +40,109 @@
 typedef void (*mp_shmtx_recover_cb)(void *data);
 
 typedef struct {
-    pthread_mutex_t mutex;
-    volatile pid_t pid;    /* holder, 0 when free (advisory) */
+    uint32_t lock;         /* holder pid | MP_SHMTX_WAITERS, 0 when free */
     uint32_t recoveries;   /* times a dead holder's lock was recovered */
 } mp_shmtx_t;
 
-/*
- * Initialises a mutex in shared memory (storage owned by the caller).
- * Returns MP_OK, or MP_ERROR (logged) if the pthread calls fail.
- */
+/* Initialises a free mutex in shared memory (caller's storage); MP_OK. */
 int mp_shmtx_init(mp_shmtx_t *mtx);
 
-/* Destroys a mutex nobody holds. */
+/* Destroys a mutex nobody holds (nothing to release; kept for symmetry). */
 void mp_shmtx_cleanup(mp_shmtx_t *mtx);
 
-/*
- * Takes the mutex, blocking. If the previous holder died, calls
- * recover(data) first (recover may be NULL). Returns MP_OK once held, or
- * MP_ERROR (logged) if the mutex is unusable (ENOTRECOVERABLE).
- */
-int mp_shmtx_lock(mp_shmtx_t *mtx, mp_shmtx_recover_cb recover, void *data);
-
-/* Like mp_shmtx_lock() but returns MP_BUSY instead of waiting. */
-int mp_shmtx_trylock(mp_shmtx_t *mtx, mp_shmtx_recover_cb recover,
+/* Slow paths of the inline functions below (shmtx.c). */
+pid_t mp_shmtx_pid_init(void);
+int mp_shmtx_lock_wait(mp_shmtx_t *mtx, mp_shmtx_recover_cb recover,
     void *data);
+int mp_shmtx_trylock_dead(mp_shmtx_t *mtx, mp_shmtx_recover_cb recover,
+    void *data);
+void mp_shmtx_wake(mp_shmtx_t *mtx);
 
-/* Releases the mutex held by this process. */
-void mp_shmtx_unlock(mp_shmtx_t *mtx);
+/* The pid cache behind mp_shmtx_pid(); 0 until first used. */
+extern pid_t mp_shmtx_cached_pid;
 
-/* The pid recorded by the current holder, 0 if free. Advisory. */
-pid_t mp_shmtx_holder(const mp_shmtx_t *mtx);
 
 /*
  * This process's pid, cached (getpid() is a system call) and refreshed in
  * the child after fork().
  */
-pid_t mp_shmtx_pid(void);
+static inline pid_t
+mp_shmtx_pid(void)
+{
+    if (mp_unlikely(mp_shmtx_cached_pid == 0)) {
+        return mp_shmtx_pid_init();
+    }
+    return mp_shmtx_cached_pid;
+}
+
+
+/*
+ * Takes the mutex, blocking. If the previous holder died, calls
+ * recover(data) first (recover may be NULL). Returns MP_OK once held.
+ */
+static inline int
+mp_shmtx_lock(mp_shmtx_t *mtx, mp_shmtx_recover_cb recover, void *data)
+{
+    uint32_t expected = 0;
+
+    if (mp_likely(__atomic_compare_exchange_n(&mtx->lock, &expected,
+                                              (uint32_t) mp_shmtx_pid(), 0,
+                                              __ATOMIC_ACQUIRE,
+                                              __ATOMIC_RELAXED)))
+    {
+        return MP_OK;
+    }
+    return mp_shmtx_lock_wait(mtx, recover, data);
+}
+
+
+/*
+ * Like mp_shmtx_lock() but returns MP_BUSY instead of waiting. A dead
+ * holder's lock is still recovered (one kill(pid, 0) when busy).
+ */
+static inline int
+mp_shmtx_trylock(mp_shmtx_t *mtx, mp_shmtx_recover_cb recover, void *data)
+{
+    uint32_t expected = 0;
+
+    if (__atomic_compare_exchange_n(&mtx->lock, &expected,
+                                    (uint32_t) mp_shmtx_pid(), 0,
+                                    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    {
+        return MP_OK;
+    }
+    return mp_shmtx_trylock_dead(mtx, recover, data);
+}
+
+
+/* Releases the mutex held by this process, waking one sleeper if any. */
+static inline void
+mp_shmtx_unlock(mp_shmtx_t *mtx)
+{
+    if (mp_unlikely(__atomic_exchange_n(&mtx->lock, 0, __ATOMIC_RELEASE)
+                    & MP_SHMTX_WAITERS))
+    {
+        mp_shmtx_wake(mtx);
+    }
+}
+
+
+/* The pid of the current holder, 0 if free. Advisory. */
+static inline pid_t
+mp_shmtx_holder(const mp_shmtx_t *mtx)
+{
+    return (pid_t) (__atomic_load_n(&mtx->lock, __ATOMIC_RELAXED)
+                    & ~MP_SHMTX_WAITERS);
+}
+
+
+/*
+ * Called by the master after reaping process dead: if dead holds the
+ * mutex, takes it over, calls recover(data), logs at alert and unlocks.
+ * Returns MP_OK when it recovered the lock, MP_DECLINED when dead did not
+ * hold it. Also safe while other processes wait for or recover the lock.
+ */
+int mp_shmtx_force_recover(mp_shmtx_t *mtx, pid_t dead,
+    mp_shmtx_recover_cb recover, void *data);
 
 #endif /* MP_SHMTX_H */

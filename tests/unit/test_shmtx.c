@@ -7,6 +7,7 @@
 #include "shm/shmtx.h"
 #include "runner.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
