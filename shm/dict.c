@@ -16,84 +16,16 @@
 #include "core/log.h"
 #include "shm/crash.h"
 #include "shm/dict.h"
+#include "shm/dict_internal.h"
 #include "shm/shmtx.h"
 #include "shm/slab.h"
 
 #include <time.h>
 
-#define DICT_MAGIC 0x6d70646963743031ULL /* "mpdict01" */
-#define UNDO_MAX 32
+#define DICT_MAGIC 0x6d70646963743032ULL /* "mpdict02" */
 #define INPLACE_MAX 128         /* largest value updated in place (bytes) */
 #define MIN_SHARD_SIZE (256 * 1024)
 #define EXPIRED_SCAN 64         /* expired items looked for before evicting */
-
-enum { TXN_IDLE = 0, TXN_ACTIVE = 1 };
-enum { INTENT_NONE = 0, INTENT_FLUSH_ALL = 1 };
-
-typedef struct item_s item_t;
-typedef struct node_s node_t;
-
-struct item_s {
-    item_t *hnext;
-    item_t *lru_prev;
-    item_t *lru_next;
-    uint64_t expires;      /* ms since the epoch, 0 = never */
-    uint32_t hash;
-    uint32_t value_len;
-    /* This word (user_flags .. ref) is rewritten as one by in-place set. */
-    uint32_t user_flags;
-    uint16_t key_len;
-    uint8_t type;
-    uint8_t ref;           /* read since the eviction hand last passed */
-    char data[];           /* key, then the value at align8(key_len) */
-};
-
-typedef struct {
-    node_t *first;
-    node_t *last;
-    uint64_t count;
-} list_t;
-
-struct node_s {
-    node_t *next;
-    node_t *prev;
-    uint32_t len;
-    uint8_t type;
-    char data[];
-};
-
-typedef struct {
-    uint32_t state;
-    uint32_t n;
-    uint32_t intent;
-    uint32_t reserved;
-    struct {
-        void *addr;
-        uint64_t old;
-    } e[UNDO_MAX];
-} undo_t;
-
-typedef struct {
-    mp_shmtx_t lock;
-    undo_t undo;
-    item_t lru;            /* sentinel: lru_next = most recent */
-    item_t **buckets;
-    uint64_t mask;
-    uint64_t nitems;
-    uint64_t evictions;
-    uint64_t expired_freed;
-    mp_slab_pool_t *pool;
-} shard_t;
-
-struct mp_dict_s {
-    uint64_t magic;
-    size_t size;
-    unsigned nshards;
-    unsigned shard_shift;
-    mp_zone_t *zone;
-    shard_t *shards[MP_DICT_MAX_SHARDS];
-};
-
 
 static mp_msec_t
 default_clock(void)
@@ -122,69 +54,8 @@ mp_dict_now(void)
 }
 
 
-/* 64-bit multiply-xorshift hash over 8-byte words. */
-static inline uint64_t
-hash_key(const char *k, size_t n)
-{
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t) n * 0xff51afd7ed558ccdULL);
-    uint64_t w;
-
-    while (n >= 8) {
-        memcpy(&w, k, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
-        h ^= h >> 29;
-        k += 8;
-        n -= 8;
-    }
-    if (n > 0) {
-        w = 0;
-        memcpy(&w, k, n);
-        h = (h ^ w) * 0x94d049bb133111ebULL;
-        h ^= h >> 31;
-    }
-    h *= 0xd6e8feb86659fd93ULL;
-    h ^= h >> 32;
-    return h;
-}
-
-
-static inline size_t
-key_space(size_t key_len)
-{
-    return mp_align(key_len, 8);
-}
-
-
-static inline size_t
-item_size(size_t key_len, size_t value_len)
-{
-    return sizeof(item_t) + key_space(key_len) + value_len;
-}
-
-
-static inline char *
-item_value(item_t *it)
-{
-    return it->data + key_space(it->key_len);
-}
-
-
-static inline list_t *
-item_list(item_t *it)
-{
-    return (list_t *) (void *) item_value(it);
-}
-
-
-static inline size_t
-node_size(size_t len)
-{
-    return sizeof(node_t) + len;
-}
-
-
 static inline int
-is_expired(const item_t *it, mp_msec_t *now)
+is_expired(const mp_dict_item_t *it, mp_msec_t *now)
 {
     if (it->expires == 0) {
         return 0;
@@ -202,11 +73,11 @@ is_expired(const item_t *it, mp_msec_t *now)
 
 
 static inline void
-txn_begin(shard_t *s)
+txn_begin(mp_dict_shard_t *s)
 {
     s->undo.n = 0;
     barrier();
-    s->undo.state = TXN_ACTIVE;
+    s->undo.state = MP_DICT_TXN_ACTIVE;
     barrier();
     mp_shm_crash_point();
 }
@@ -214,11 +85,11 @@ txn_begin(shard_t *s)
 
 /* Logs the 8-byte word at addr, then stores val there. */
 static inline void
-wr(shard_t *s, void *addr, uint64_t val)
+wr(mp_dict_shard_t *s, void *addr, uint64_t val)
 {
     uint32_t n = s->undo.n;
 
-    if (mp_unlikely(n == UNDO_MAX)) {
+    if (mp_unlikely(n == MP_DICT_UNDO_MAX)) {
         /* A transaction writes a fixed, small number of words. */
         abort();
     }
@@ -235,18 +106,18 @@ wr(shard_t *s, void *addr, uint64_t val)
 
 
 static inline void
-wr_ptr(shard_t *s, void *addr, const void *p)
+wr_ptr(mp_dict_shard_t *s, void *addr, const void *p)
 {
     wr(s, addr, (uint64_t) (uintptr_t) p);
 }
 
 
 static inline void
-txn_commit(shard_t *s)
+txn_commit(mp_dict_shard_t *s)
 {
     barrier();
-    s->undo.state = TXN_IDLE;
-    s->undo.intent = INTENT_NONE;
+    s->undo.state = MP_DICT_TXN_IDLE;
+    s->undo.intent = MP_DICT_INTENT_NONE;
     barrier();
     mp_shm_crash_point();
 }
@@ -255,9 +126,9 @@ txn_commit(shard_t *s)
 /* ---- recovery ------------------------------------------------------------ */
 
 static int
-mark_item(mp_slab_pool_t *pool, item_t *it)
+mark_item(mp_slab_pool_t *pool, mp_dict_item_t *it)
 {
-    node_t *nd;
+    mp_dict_node_t *nd;
     uint64_t i, count;
 
     if (mp_slab_mark_locked(pool, it, item_size(it->key_len, it->value_len))
@@ -286,26 +157,26 @@ mark_item(mp_slab_pool_t *pool, item_t *it)
  * from the items that are reachable, which frees whatever it had
  * allocated but not linked, or unlinked but not yet freed.
  */
-static void
-recover_shard(void *data)
+void
+mp_dict_recover_shard(void *data)
 {
-    shard_t *s = data;
-    item_t *it;
+    mp_dict_shard_t *s = data;
+    mp_dict_item_t *it;
     uint64_t b, n = 0;
     uint32_t i;
 
-    if (s->undo.state == TXN_ACTIVE) {
+    if (s->undo.state == MP_DICT_TXN_ACTIVE) {
         for (i = s->undo.n; i > 0; i--) {
             memcpy(s->undo.e[i - 1].addr, &s->undo.e[i - 1].old, 8);
         }
-        if (s->undo.intent == INTENT_FLUSH_ALL) {
+        if (s->undo.intent == MP_DICT_INTENT_FLUSH_ALL) {
             for (it = s->lru.lru_next; it != &s->lru; it = it->lru_next) {
                 it->expires = 1;
             }
         }
         s->undo.n = 0;
-        s->undo.intent = INTENT_NONE;
-        s->undo.state = TXN_IDLE;
+        s->undo.intent = MP_DICT_INTENT_NONE;
+        s->undo.state = MP_DICT_TXN_IDLE;
     }
 
     mp_slab_reset_locked(s->pool);
@@ -324,31 +195,14 @@ recover_shard(void *data)
 }
 
 
-static inline int
-shard_lock(shard_t *s, const char **errmsg)
-{
-    if (mp_unlikely(mp_shmtx_lock(&s->lock, recover_shard, s) != MP_OK)) {
-        *errmsg = "lock failed";
-        return MP_ERROR;
-    }
-    return MP_OK;
-}
-
-
-static inline void
-shard_unlock(shard_t *s)
-{
-    mp_shmtx_unlock(&s->lock);
-}
-
 
 /* ---- init ---------------------------------------------------------------- */
 
 static int
-init_shard(shard_t **sp, char *base, size_t size)
+init_shard(mp_dict_shard_t **sp, char *base, size_t size)
 {
-    shard_t *s = (shard_t *) (void *) base;
-    size_t hdr = mp_align(sizeof(shard_t), 64), nb = 64;
+    mp_dict_shard_t *s = (mp_dict_shard_t *) (void *) base;
+    size_t hdr = mp_align(sizeof(mp_dict_shard_t), 64), nb = 64;
 
     while (nb * 2 <= size / 256) {
         nb *= 2;
@@ -359,11 +213,11 @@ init_shard(shard_t **sp, char *base, size_t size)
     }
     s->lru.lru_next = &s->lru;
     s->lru.lru_prev = &s->lru;
-    s->buckets = (item_t **) (void *) (base + hdr);
+    s->buckets = (mp_dict_item_t **) (void *) (base + hdr);
     s->mask = nb - 1;
-    memset(s->buckets, 0, nb * sizeof(item_t *));
-    s->pool = mp_slab_init(base + hdr + nb * sizeof(item_t *),
-                           size - hdr - nb * sizeof(item_t *));
+    memset(s->buckets, 0, nb * sizeof(mp_dict_item_t *));
+    s->pool = mp_slab_init(base + hdr + nb * sizeof(mp_dict_item_t *),
+                           size - hdr - nb * sizeof(mp_dict_item_t *));
     if (s->pool == NULL) {
         return MP_ERROR;
     }
@@ -432,14 +286,6 @@ mp_dict_nshards(const mp_dict_t *d)
 }
 
 
-static inline shard_t *
-shard_of(mp_dict_t *d, uint64_t h)
-{
-    /* nshards == 1 gives a shift of 64, which C does not define. */
-    return d->nshards == 1 ? d->shards[0] : d->shards[h >> d->shard_shift];
-}
-
-
 static inline int
 check_key(size_t key_len, const char **errmsg)
 {
@@ -457,56 +303,10 @@ check_key(size_t key_len, const char **errmsg)
 
 /* ---- index and LRU -------------------------------------------------------- */
 
-/* Short keys are the rule: compare words inline, no call into libc. */
-static inline int
-key_eq(const char *a, const char *b, size_t n)
+static mp_dict_item_t **
+find_link(mp_dict_shard_t *s, mp_dict_item_t *target)
 {
-    uint64_t x, y;
-
-    while (n >= 8) {
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
-        if (x != y) {
-            return 0;
-        }
-        a += 8;
-        b += 8;
-        n -= 8;
-    }
-    while (n-- > 0) {
-        if (*a++ != *b++) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-
-/* Finds key; *pprev (if asked) gets the link that points at it. */
-static inline item_t *
-lookup(shard_t *s, uint32_t hash, const char *key, size_t key_len,
-    item_t ***pprev)
-{
-    item_t **pp = &s->buckets[hash & s->mask], *it;
-
-    for (it = *pp; it != NULL; pp = &it->hnext, it = it->hnext) {
-        if (it->hash == hash && it->key_len == key_len
-            && key_eq(it->data, key, key_len))
-        {
-            if (pprev != NULL) {
-                *pprev = pp;
-            }
-            return it;
-        }
-    }
-    return NULL;
-}
-
-
-static item_t **
-find_link(shard_t *s, item_t *target)
-{
-    item_t **pp = &s->buckets[target->hash & s->mask];
+    mp_dict_item_t **pp = &s->buckets[target->hash & s->mask];
 
     while (*pp != target) {
         pp = &(*pp)->hnext;
@@ -517,7 +317,7 @@ find_link(shard_t *s, item_t *target)
 
 /* Inside a transaction: unlinks it from the LRU list. */
 static inline void
-lru_unlink(shard_t *s, item_t *it)
+lru_unlink(mp_dict_shard_t *s, mp_dict_item_t *it)
 {
     wr_ptr(s, &it->lru_prev->lru_next, it->lru_next);
     wr_ptr(s, &it->lru_next->lru_prev, it->lru_prev);
@@ -526,7 +326,7 @@ lru_unlink(shard_t *s, item_t *it)
 
 /* Inside a transaction: puts a fresh item (links unlogged) at the head. */
 static inline void
-lru_link_fresh(shard_t *s, item_t *it)
+lru_link_fresh(mp_dict_shard_t *s, mp_dict_item_t *it)
 {
     it->lru_prev = &s->lru;
     it->lru_next = s->lru.lru_next;
@@ -537,9 +337,9 @@ lru_link_fresh(shard_t *s, item_t *it)
 
 /* Inside a transaction: moves a linked item to the head. */
 static void
-lru_touch(shard_t *s, item_t *it)
+lru_touch(mp_dict_shard_t *s, mp_dict_item_t *it)
 {
-    item_t *first;
+    mp_dict_item_t *first;
 
     if (s->lru.lru_next == it) {
         return;
@@ -555,9 +355,9 @@ lru_touch(shard_t *s, item_t *it)
 
 /* After commit: gives the blocks of an unlinked item back to the pool. */
 static void
-free_item_mem(shard_t *s, item_t *it)
+free_item_mem(mp_dict_shard_t *s, mp_dict_item_t *it)
 {
-    node_t *nd, *next;
+    mp_dict_node_t *nd, *next;
 
     if (it->type == MP_DICT_TLIST) {
         for (nd = item_list(it)->first; nd != NULL; nd = next) {
@@ -571,7 +371,7 @@ free_item_mem(shard_t *s, item_t *it)
 
 /* Unlinks and frees it as one transaction. pp may be NULL. */
 static void
-remove_item(shard_t *s, item_t *it, item_t **pp)
+remove_item(mp_dict_shard_t *s, mp_dict_item_t *it, mp_dict_item_t **pp)
 {
     if (pp == NULL) {
         pp = find_link(s, it);
@@ -587,9 +387,9 @@ remove_item(shard_t *s, item_t *it, item_t **pp)
 
 /* Frees up to n expired items at the cold end (OpenResty does 2 per op). */
 static void
-expire_tail(shard_t *s, int n, mp_msec_t *now)
+expire_tail(mp_dict_shard_t *s, int n, mp_msec_t *now)
 {
-    item_t *it;
+    mp_dict_item_t *it;
 
     while (n-- > 0) {
         it = s->lru.lru_prev;
@@ -604,9 +404,9 @@ expire_tail(shard_t *s, int n, mp_msec_t *now)
 
 /* Frees the expired items among the max coldest; returns how many. */
 static size_t
-expire_scan(shard_t *s, size_t max, mp_msec_t *now)
+expire_scan(mp_dict_shard_t *s, size_t max, mp_msec_t *now)
 {
-    item_t *it, *prev;
+    mp_dict_item_t *it, *prev;
     size_t seen = 0, freed = 0;
 
     for (it = s->lru.lru_prev; it != &s->lru && (max == 0 || seen < max);
@@ -630,9 +430,9 @@ expire_scan(shard_t *s, size_t max, mp_msec_t *now)
  * an expired item went, 2 if a live one did.
  */
 static int
-evict_one(shard_t *s, mp_msec_t *now)
+evict_one(mp_dict_shard_t *s, mp_msec_t *now)
 {
-    item_t *it;
+    mp_dict_item_t *it;
     uint64_t spins;
 
     for (spins = 0; spins <= s->nitems; spins++) {
@@ -665,7 +465,7 @@ evict_one(shard_t *s, mp_msec_t *now)
  * removed (links found earlier may be stale).
  */
 static void *
-alloc_evicting(shard_t *s, size_t size, int safe, int *forcible,
+alloc_evicting(mp_dict_shard_t *s, size_t size, int safe, int *forcible,
     int *changed, mp_msec_t *now)
 {
     void *p = mp_slab_alloc_locked(s->pool, size);
@@ -702,7 +502,7 @@ alloc_evicting(shard_t *s, size_t size, int safe, int *forcible,
 
 /* Fills *v from it; the string is left in place (v->str) for the caller. */
 static int
-read_item(item_t *it, mp_dict_value_t *v, const char **errmsg)
+read_item(mp_dict_item_t *it, mp_dict_value_t *v, const char **errmsg)
 {
     const char *val = item_value(it);
 
@@ -729,11 +529,11 @@ read_item(item_t *it, mp_dict_value_t *v, const char **errmsg)
 
 static inline int
 find_for_read(mp_dict_t *d, const char *key, size_t key_len, int stale_ok,
-    shard_t **sp, item_t **itp, int *stale, const char **errmsg)
+    mp_dict_shard_t **sp, mp_dict_item_t **itp, int *stale, const char **errmsg)
 {
     uint64_t h;
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     mp_msec_t now = 0;
 
     if (check_key(key_len, errmsg) != MP_OK) {
@@ -770,8 +570,8 @@ static int
 get_impl(mp_dict_t *d, const char *key, size_t key_len, mp_dict_value_t *v,
     int stale_ok, const char **errmsg)
 {
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     int rc, stale;
 
     rc = find_for_read(d, key, key_len, stale_ok, &s, &it, &stale, errmsg);
@@ -817,8 +617,8 @@ mp_dict_get_cb(mp_dict_t *d, const char *key, size_t key_len, int stale_ok,
     mp_dict_value_cb cb, void *ctx, const char **errmsg)
 {
     mp_dict_value_t v;
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     int rc, stale;
 
     rc = find_for_read(d, key, key_len, stale_ok, &s, &it, &stale, errmsg);
@@ -866,7 +666,7 @@ expires_at(mp_msec_t exptime, mp_msec_t *now)
 static inline uint64_t
 meta_word(uint32_t flags, uint16_t key_len, uint8_t type, uint8_t ref)
 {
-    item_t tmp;
+    mp_dict_item_t tmp;
     uint64_t w;
 
     tmp.user_flags = flags;
@@ -880,7 +680,7 @@ meta_word(uint32_t flags, uint16_t key_len, uint8_t type, uint8_t ref)
 
 /* Same size, not a list: overwrite in place, every word logged. */
 static void
-store_in_place(shard_t *s, item_t *it, const store_arg_t *a, uint64_t exp)
+store_in_place(mp_dict_shard_t *s, mp_dict_item_t *it, const store_arg_t *a, uint64_t exp)
 {
     char *val = item_value(it);
     uint64_t w;
@@ -901,7 +701,7 @@ store_in_place(shard_t *s, item_t *it, const store_arg_t *a, uint64_t exp)
 
 
 static void
-fill_item(item_t *nw, uint32_t hash, const char *key, size_t key_len,
+fill_item(mp_dict_item_t *nw, uint32_t hash, const char *key, size_t key_len,
     const store_arg_t *a, uint64_t exp)
 {
     nw->expires = exp;
@@ -920,9 +720,10 @@ fill_item(item_t *nw, uint32_t hash, const char *key, size_t key_len,
 
 /* Links a filled, unlinked item in place of old (which may be NULL). */
 static void
-link_item(shard_t *s, item_t *nw, item_t *old, item_t **pp)
+link_item(mp_dict_shard_t *s, mp_dict_item_t *nw, mp_dict_item_t *old,
+    mp_dict_item_t **pp)
 {
-    item_t **bucket = &s->buckets[nw->hash & s->mask];
+    mp_dict_item_t **bucket = &s->buckets[nw->hash & s->mask];
 
     txn_begin(s);
     if (old != NULL) {
@@ -943,11 +744,11 @@ link_item(shard_t *s, item_t *nw, item_t *old, item_t **pp)
 
 
 static int
-store_locked(shard_t *s, int op, uint32_t hash, const char *key,
+store_locked(mp_dict_shard_t *s, int op, uint32_t hash, const char *key,
     size_t key_len, const store_arg_t *a, int *forcible, const char **errmsg)
 {
     mp_msec_t now = 0;
-    item_t **pp = NULL, *it, *nw;
+    mp_dict_item_t **pp = NULL, *it, *nw;
     int changed = 0, live;
     uint64_t exp;
     size_t size;
@@ -1009,7 +810,7 @@ mp_dict_store(mp_dict_t *d, int op, const char *key, size_t key_len,
     store_arg_t a;
     char b;
     uint64_t h;
-    shard_t *s;
+    mp_dict_shard_t *s;
     int rc;
 
     *forcible = 0;
@@ -1082,7 +883,7 @@ STORE_WRAPPER(mp_dict_replace, MP_DICT_REPLACE)
 
 /* Looks key up with its shard locked; on MP_OK the caller unlocks. */
 static inline int
-lock_key(mp_dict_t *d, const char *key, size_t key_len, shard_t **sp,
+lock_key(mp_dict_t *d, const char *key, size_t key_len, mp_dict_shard_t **sp,
     uint32_t *hash, const char **errmsg)
 {
     uint64_t h;
@@ -1101,8 +902,8 @@ int
 mp_dict_delete(mp_dict_t *d, const char *key, size_t key_len,
     const char **errmsg)
 {
-    shard_t *s;
-    item_t *it, **pp;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it, **pp;
     uint32_t hash;
 
     if (lock_key(d, key, key_len, &s, &hash, errmsg) != MP_OK) {
@@ -1123,8 +924,8 @@ mp_dict_incr(mp_dict_t *d, const char *key, size_t key_len, double *value,
     const char **errmsg)
 {
     store_arg_t a;
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     uint32_t hash;
     mp_msec_t now = 0;
     uint64_t bits;
@@ -1179,14 +980,14 @@ done:
 /* ---- lists ---------------------------------------------------------------- */
 
 static int
-push_locked(shard_t *s, int left, uint32_t hash, const char *key,
+push_locked(mp_dict_shard_t *s, int left, uint32_t hash, const char *key,
     size_t key_len, int type, const char *val, size_t len, size_t *n,
     const char **errmsg)
 {
     mp_msec_t now = 0;
-    item_t *it, *head;
-    node_t *nd;
-    list_t *l;
+    mp_dict_item_t *it, *head;
+    mp_dict_node_t *nd;
+    mp_dict_list_t *l;
     store_arg_t a;
     int forcible = 0, changed = 0;
 
@@ -1215,7 +1016,7 @@ push_locked(shard_t *s, int left, uint32_t hash, const char *key,
 
     if (it == NULL) {
         a.type = MP_DICT_TLIST;
-        a.len = sizeof(list_t);
+        a.len = sizeof(mp_dict_list_t);
         a.flags = 0;
         head = alloc_evicting(s, item_size(key_len, a.len), 0, &forcible,
                               &changed, &now);
@@ -1229,7 +1030,7 @@ push_locked(shard_t *s, int left, uint32_t hash, const char *key,
         a.val = NULL;
         a.len = 0;
         fill_item(head, hash, key, key_len, &a, 0);
-        head->value_len = sizeof(list_t);
+        head->value_len = sizeof(mp_dict_list_t);
         l = item_list(head);
         l->first = nd;
         l->last = nd;
@@ -1264,7 +1065,7 @@ static int
 push_impl(mp_dict_t *d, int left, const char *key, size_t key_len, int type,
     const char *str, size_t len, double num, size_t *n, const char **errmsg)
 {
-    shard_t *s;
+    mp_dict_shard_t *s;
     uint32_t hash;
     int rc;
 
@@ -1301,11 +1102,11 @@ mp_dict_rpush(mp_dict_t *d, const char *key, size_t key_len, int type,
 
 
 static int
-pop_locked(shard_t *s, int left, item_t *it, item_t **pp,
-    mp_dict_value_t *v)
+pop_locked(mp_dict_shard_t *s, int left, mp_dict_item_t *it,
+    mp_dict_item_t **pp, mp_dict_value_t *v)
 {
-    list_t *l = item_list(it);
-    node_t *nd = left ? l->first : l->last;
+    mp_dict_list_t *l = item_list(it);
+    mp_dict_node_t *nd = left ? l->first : l->last;
 
     v->type = nd->type;
     v->flags = 0;
@@ -1344,8 +1145,8 @@ static int
 pop_impl(mp_dict_t *d, int left, const char *key, size_t key_len,
     mp_dict_value_t *v, const char **errmsg)
 {
-    shard_t *s;
-    item_t *it, **pp;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it, **pp;
     uint32_t hash;
     mp_msec_t now = 0;
     int rc;
@@ -1389,8 +1190,8 @@ int
 mp_dict_llen(mp_dict_t *d, const char *key, size_t key_len, size_t *n,
     const char **errmsg)
 {
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     uint32_t hash;
     mp_msec_t now = 0;
     int rc = MP_OK;
@@ -1420,8 +1221,8 @@ int
 mp_dict_ttl(mp_dict_t *d, const char *key, size_t key_len, mp_msec_t *ttl,
     const char **errmsg)
 {
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     uint32_t hash;
     uint64_t exp = 0;
 
@@ -1446,8 +1247,8 @@ int
 mp_dict_expire(mp_dict_t *d, const char *key, size_t key_len,
     mp_msec_t exptime, const char **errmsg)
 {
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     uint32_t hash;
     mp_msec_t now = 0;
 
@@ -1473,8 +1274,8 @@ void
 mp_dict_flush_all(mp_dict_t *d)
 {
     const char *err;
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     unsigned i;
 
     for (i = 0; i < d->nshards; i++) {
@@ -1484,7 +1285,7 @@ mp_dict_flush_all(mp_dict_t *d)
         }
         /* Idempotent, so a recovering locker finishes it (roll forward). */
         txn_begin(s);
-        s->undo.intent = INTENT_FLUSH_ALL;
+        s->undo.intent = MP_DICT_INTENT_FLUSH_ALL;
         barrier();
         for (it = s->lru.lru_next; it != &s->lru; it = it->lru_next) {
             it->expires = 1;
@@ -1502,8 +1303,8 @@ mp_dict_flush_expired(mp_dict_t *d, size_t max)
     const char *err;
     size_t freed = 0;
     mp_msec_t now = 0;
-    shard_t *s;
-    item_t *it, *prev;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it, *prev;
     unsigned i;
 
     for (i = 0; i < d->nshards && (max == 0 || freed < max); i++) {
@@ -1533,8 +1334,8 @@ mp_dict_get_keys(mp_dict_t *d, size_t max, mp_dict_key_cb cb, void *ctx)
     const char *err;
     size_t n = 0;
     mp_msec_t now = 0;
-    shard_t *s;
-    item_t *it;
+    mp_dict_shard_t *s;
+    mp_dict_item_t *it;
     unsigned i;
     int stop = 0;
 
@@ -1590,7 +1391,7 @@ mp_dict_stats(mp_dict_t *d, mp_dict_stats_t *st)
 {
     const char *err;
     mp_slab_stats_t ss;
-    shard_t *s;
+    mp_dict_shard_t *s;
     unsigned i;
 
     memset(st, 0, sizeof(*st));
@@ -1609,137 +1410,4 @@ mp_dict_stats(mp_dict_t *d, mp_dict_stats_t *st)
         st->alloc_failures += ss.failed;
         shard_unlock(s);
     }
-}
-
-
-/* ---- invariants ------------------------------------------------------------ */
-
-typedef struct {
-    uint64_t used[MP_SLAB_NCLASSES];
-    uint64_t run_pages;
-} blocks_t;
-
-
-static void
-count_block(blocks_t *b, size_t size)
-{
-    size_t bs = mp_slab_block_size(size);
-
-    if (size > MP_SLAB_MAX_CLASS_SIZE) {
-        b->run_pages += bs >> MP_SLAB_PAGE_SHIFT;
-    } else {
-        b->used[__builtin_ctzll(bs) - MP_SLAB_MIN_SHIFT]++;
-    }
-}
-
-
-static const char *
-check_list(item_t *it, blocks_t *b)
-{
-    list_t *l = item_list(it);
-    node_t *nd, *prev = NULL;
-    uint64_t n = 0;
-
-    if (l->count == 0 || l->first == NULL || l->first->prev != NULL) {
-        return "bad list head";
-    }
-    for (nd = l->first; nd != NULL; prev = nd, nd = nd->next) {
-        if (++n > l->count || nd->prev != prev) {
-            return "list links or count broken";
-        }
-        if (nd->type != MP_DICT_TSTRING && nd->type != MP_DICT_TNUMBER) {
-            return "list node of bad type";
-        }
-        count_block(b, node_size(nd->len));
-    }
-    if (n != l->count || l->last != prev) {
-        return "list count or tail wrong";
-    }
-    return NULL;
-}
-
-
-static const char *
-check_shard(mp_dict_t *d, unsigned idx, shard_t *s)
-{
-    blocks_t b;
-    item_t *it, *prev;
-    uint64_t bk, nhash = 0, nlru = 0;
-    const char *err;
-    unsigned c;
-
-    memset(&b, 0, sizeof(b));
-    if (s->undo.state != TXN_IDLE) {
-        return "undo log left open";
-    }
-    for (bk = 0; bk <= s->mask; bk++) {
-        for (it = s->buckets[bk]; it != NULL; it = it->hnext) {
-            if (++nhash > s->nitems) {
-                return "hash chains hold more items than counted";
-            }
-            if ((it->hash & s->mask) != bk) {
-                return "item in the wrong bucket";
-            }
-            if (shard_of(d, hash_key(it->data, it->key_len)) != d->shards[idx]
-                || (uint32_t) hash_key(it->data, it->key_len) != it->hash)
-            {
-                return "item hash does not match its key";
-            }
-            if (lookup(s, it->hash, it->data, it->key_len, NULL) != it) {
-                return "duplicate key";
-            }
-            count_block(&b, item_size(it->key_len, it->value_len));
-            if (it->type == MP_DICT_TLIST && (err = check_list(it, &b))) {
-                return err;
-            }
-        }
-    }
-    if (nhash != s->nitems) {
-        return "item count disagrees with the hash index";
-    }
-    prev = &s->lru;
-    for (it = s->lru.lru_next; it != &s->lru; prev = it, it = it->lru_next) {
-        if (++nlru > s->nitems || it->lru_prev != prev) {
-            return "LRU links broken";
-        }
-        if (lookup(s, it->hash, it->data, it->key_len, NULL) != it) {
-            return "LRU item missing from the hash index";
-        }
-    }
-    if (nlru != s->nitems || s->lru.lru_prev != prev) {
-        return "LRU list disagrees with the item count";
-    }
-    if (mp_slab_check_locked(s->pool, &err) != MP_OK) {
-        return err;
-    }
-    for (c = 0; c < MP_SLAB_NCLASSES; c++) {
-        if (b.used[c] != s->pool->used[c]) {
-            return "slab slots in use differ from the blocks items own";
-        }
-    }
-    if (b.run_pages != s->pool->run_pages) {
-        return "slab run pages differ from the blocks items own";
-    }
-    return NULL;
-}
-
-
-int
-mp_dict_check(mp_dict_t *d, const char **errmsg)
-{
-    const char *err;
-    unsigned i;
-
-    for (i = 0; i < d->nshards; i++) {
-        if (shard_lock(d->shards[i], errmsg) != MP_OK) {
-            return MP_ERROR;
-        }
-        err = check_shard(d, i, d->shards[i]);
-        shard_unlock(d->shards[i]);
-        if (err != NULL) {
-            *errmsg = err;
-            return MP_ERROR;
-        }
-    }
-    return MP_OK;
 }
