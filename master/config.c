@@ -35,12 +35,20 @@
 #include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
 #define CONF_POOL_SIZE 16384
 #define CONF_DICT_MIN 16384
 #define CONF_LUA_NOREF (-2)
+
+/*
+ * A real config nests about eight levels deep. The cap matters because
+ * libyaml's scanner is quadratic in flow nesting: 200,000 "[" take minutes
+ * to reject, and stopping at the first event past the cap avoids that.
+ */
+#define CONF_MAX_DEPTH 64
 
 typedef enum {
     NODE_SCALAR = 0,
@@ -86,6 +94,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int failed;
+    int depth;           /* of the collection being built */
 } conf_ctx_t;
 
 typedef struct conf_key_s conf_key_t;
@@ -233,8 +242,34 @@ node_append(conf_ctx_t *ctx, node_t *parent, node_t *child)
 }
 
 
+/*
+ * The mark of byte offset off of f. libyaml's reader decodes ahead of the
+ * scanner, so for an encoding error it reports only an offset, and its
+ * current mark lags behind; counting lines again is exact.
+ */
+static yaml_mark_t
+offset_mark(FILE *f, size_t off)
+{
+    yaml_mark_t m = { 0, 0, 0 };
+    int c;
+
+    if (fseek(f, 0, SEEK_SET) != 0) {
+        return m;
+    }
+    for (; m.index < off && (c = getc(f)) != EOF; m.index++) {
+        if (c == '\n') {
+            m.line++;
+            m.column = 0;
+        } else {
+            m.column++;
+        }
+    }
+    return m;
+}
+
+
 static int
-yaml_error(conf_ctx_t *ctx, const yaml_parser_t *parser)
+yaml_error(conf_ctx_t *ctx, const yaml_parser_t *parser, FILE *f)
 {
     yaml_mark_t m = parser->problem_mark;
     const char *problem = parser->problem ? parser->problem : "unknown error";
@@ -243,8 +278,7 @@ yaml_error(conf_ctx_t *ctx, const yaml_parser_t *parser)
         return error_at(ctx, 1, 1, "YAML parser out of memory");
     }
     if (parser->error == YAML_READER_ERROR) {
-        /* The reader gives an offset, not a mark; the scanner's is close. */
-        m = parser->mark;
+        m = offset_mark(f, parser->problem_offset);
     }
     if (parser->context) {
         return error_at(ctx, m.line + 1, m.column + 1,
@@ -295,6 +329,11 @@ tree_event(conf_ctx_t *ctx, const yaml_event_t *ev, node_t **root,
             *root = n;
         }
         if (n->type != NODE_SCALAR) {
+            if (++ctx->depth > CONF_MAX_DEPTH) {
+                return node_error(ctx, n,
+                                  "YAML nesting is deeper than %d levels",
+                                  CONF_MAX_DEPTH);
+            }
             n->parent = *cur;
             *cur = n;
         }
@@ -303,6 +342,7 @@ tree_event(conf_ctx_t *ctx, const yaml_event_t *ev, node_t **root,
     case YAML_MAPPING_END_EVENT:
         (*cur)->end = ev->end_mark;
         *cur = (*cur)->parent;
+        ctx->depth--;
         return MP_OK;
     default:
         return MP_OK;
@@ -330,7 +370,7 @@ tree_load(conf_ctx_t *ctx, FILE *f, node_t **root)
     yaml_parser_set_input_file(&parser, f);
     while (!done && rc == MP_OK) {
         if (!yaml_parser_parse(&parser, &ev)) {
-            rc = yaml_error(ctx, &parser);
+            rc = yaml_error(ctx, &parser, f);
             break;
         }
         rc = tree_event(ctx, &ev, root, &cur, &ndocs, &done);
@@ -502,8 +542,12 @@ static int
 want_string(conf_ctx_t *ctx, const conf_key_t *key, const node_t *n,
             const char *what)
 {
-    if (!is_string(n) || n->len == 0 || strlen(n->value) != n->len) {
+    if (!is_string(n) || n->len == 0) {
         return node_error(ctx, n, "expected %s for \"%s\"", what, key->name);
+    }
+    if (strlen(n->value) != n->len) {
+        return node_error(ctx, n, "unexpected NUL character in \"%s\"",
+                          key->name);
     }
     return MP_OK;
 }
@@ -640,8 +684,12 @@ set_string(conf_ctx_t *ctx, const conf_key_t *key, const node_t *n,
            void *base)
 {
     /* Unlike paths and numbers, a string may be empty: package_cpath: "" */
-    if (!is_string(n) || strlen(n->value) != n->len) {
-        return node_error(ctx, n, "expected a string for \"%s\"", key->name);
+    if (n->len == 0 && is_string(n)) {
+        *FIELD(base, key, const char *) = "";
+        return MP_OK;
+    }
+    if (want_string(ctx, key, n, "a string") != MP_OK) {
+        return MP_ERROR;
     }
     *FIELD(base, key, const char *) =
         mp_pool_strndup(ctx->conf->pool, n->value, n->len);
@@ -1577,6 +1625,7 @@ set_file(conf_ctx_t *ctx, const char *path)
 mp_conf_t *
 mp_conf_load(const char *path, char *err, size_t errlen)
 {
+    struct stat st;
     conf_ctx_t ctx;
     mp_pool_t *pool;
     node_t *root;
@@ -1593,6 +1642,12 @@ mp_conf_load(const char *path, char *err, size_t errlen)
     if (f == NULL) {
         snprintf(err, errlen, "open() \"%s\" failed (%d: %s)", path, errno,
                  strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "read() \"%s\" failed (%d: %s)", path, EISDIR,
+                 strerror(EISDIR));
+        fclose(f);
         return NULL;
     }
     pool = mp_pool_create(CONF_POOL_SIZE);

@@ -23,8 +23,8 @@
  *
  * where FILE is path as given, LINE and COLUMN are 1-based and point at the
  * offending YAML node (for a missing key: the mapping that lacks it). An
- * error without a position (the file cannot be opened) is written as
- * "open() "FILE" failed (errno: reason)".
+ * error without a position (the file cannot be opened, or is a directory)
+ * is written as "open() "FILE" failed (errno: reason)" or "read() ...".
  *
  * Everything in the snapshot, conf itself included, lives in conf->pool;
  * compiled regexes are freed by cleanups on that pool. conf->file is the

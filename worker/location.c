@@ -10,6 +10,7 @@
  */
 #include "core/mp_core.h"
 #include "core/conf.h"
+#include "core/log.h"
 #include "worker/location.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -111,6 +112,7 @@ regex_matches(const mp_conf_location_t *loc, const char *uri, size_t len)
         match_data = pcre2_match_data_create(1, NULL);
         if (match_data == NULL) {
             /* Out of heap: as fatal as any other allocation in a worker. */
+            mp_log_error(MP_LOG_ALERT, 0, "pcre2_match_data_create() failed");
             abort();
         }
     }

@@ -799,6 +799,14 @@ test_config_error_yaml(void)
           "YAML syntax error: found unknown escape character" },
         { "servers: [ { listen: 80 } ]\n\tx: 1\n", 2, 1,
           "YAML syntax error: found character that cannot start any token" },
+        /* an encoding error: libyaml gives an offset, not a line */
+        { "servers:\n  - listen: 80\n  \xff\n", 3, 3,
+          "YAML syntax error: invalid leading UTF-8 octet" },
+        { "servers: [ { listen: \"80\\0\" } ]\n", 1, 22,
+          "unexpected NUL character in \"listen\"" },
+        /* the root mapping is level 1, so the 64th "[" is one too many */
+        { "x: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+          "[[[[[[[[[[\n", 1, 67, "YAML nesting is deeper than 64 levels" },
     };
 
     check_errors(cases, mp_nelems(cases));
@@ -815,6 +823,10 @@ test_config_error_open(void)
     CU_ASSERT_STRING_EQUAL(errbuf,
                            "open() \"/nonexistent/moonpool.yaml\" failed "
                            "(2: No such file or directory)");
+    conf = mp_conf_load("/tmp", errbuf, sizeof(errbuf));
+    CU_ASSERT_PTR_NULL(conf);
+    CU_ASSERT_STRING_EQUAL(errbuf,
+                           "read() \"/tmp\" failed (21: Is a directory)");
 }
 
 
