@@ -95,6 +95,7 @@ typedef struct {
     mp_str_t name;
     size_t size;
     mp_conf_pos_t pos;
+    void *dict;  /* mp_dict_t *, set by the master before fork */
 } mp_conf_dict_t;
 
 typedef struct {

@@ -125,6 +125,7 @@ create_vm(const mp_conf_t *conf)
     mp_lua_inject_req_api(L);
     mp_lua_inject_var_api(L);
     mp_lua_inject_resp_api(L);
+    mp_lua_inject_shdict_api(L, conf);
     lua_pushvalue(L, -1);
     lua_setglobal(L, "ngx");
     lua_getglobal(L, "package");
@@ -132,6 +133,7 @@ create_vm(const mp_conf_t *conf)
     lua_pushvalue(L, -3);
     lua_setfield(L, -2, "ngx");
     lua_pop(L, 3);
+    mp_lua_shdict_load_ffi(L);
     return L;
 }
 

@@ -63,4 +63,13 @@ void mp_lua_inject_time_api(lua_State *L);
 void mp_lua_inject_worker_api(lua_State *L);
 void mp_lua_inject_consts_api(lua_State *L);
 
+/*
+ * ngx.shared: one object per conf->dicts[i] (api_shdict.c). Then, once the
+ * global ngx exists, mp_lua_shdict_load_ffi() swaps the hot methods for
+ * the FFI ones of lua/lib/moonpool/shdict.lua (logged, and the C ones
+ * kept, if that fails).
+ */
+void mp_lua_inject_shdict_api(lua_State *L, const mp_conf_t *conf);
+void mp_lua_shdict_load_ffi(lua_State *L);
+
 #endif /* MP_LUA_VM_H */

@@ -19,6 +19,7 @@
 #include "master/listen.h"
 #include "master/process.h"
 #include "master/signals.h"
+#include "master/zones.h"
 #include "worker/loop.h"
 
 #include <errno.h>
@@ -330,6 +331,8 @@ generation_destroy(mp_generation_t *gen)
     keep = running_confs(NULL, &n);
     mp_listen_close(gen->conf, keep, n);
     free(keep);
+    mp_zones_release(gen->conf, master.generations ? master.generations->conf
+                                                   : NULL);
     mp_conf_destroy(gen->conf);
     free(gen->procs);
     free(gen);
@@ -618,7 +621,15 @@ reload(void)
     }
     running = running_confs(NULL, &n);
     rc = mp_listen_open(conf, running, n, MP_LOG_ERR);
-    if (rc == MP_OK && mp_lua_master_init(conf, err, sizeof(err)) != MP_OK) {
+    if (rc == MP_OK && mp_zones_open(conf, old->conf, err, sizeof(err))
+                       != MP_OK) {
+        mp_log_error(MP_LOG_ERR, 0, "reload failed, configuration kept: %s",
+                     err);
+        mp_listen_close(conf, running, n);
+        rc = MP_ERROR;
+    } else if (rc == MP_OK
+               && mp_lua_master_init(conf, err, sizeof(err)) != MP_OK) {
+        mp_zones_release(conf, old->conf);
         mp_log_error(MP_LOG_ERR, 0, "reload failed, configuration kept: %s",
                      err);
         mp_listen_close(conf, running, n);
@@ -721,7 +732,10 @@ start(mp_conf_t *conf)
     if (mp_listen_open(conf, NULL, 0, MP_LOG_EMERG) != MP_OK) {
         return MP_ERROR;
     }
-    /* TODO(issue 3): map the shared dict zones here, before fork. */
+    if (mp_zones_open(conf, NULL, err, sizeof(err)) != MP_OK) {
+        mp_log_error(MP_LOG_EMERG, 0, "%s", err);
+        goto failed;
+    }
     if (mp_lua_master_init(conf, err, sizeof(err)) != MP_OK) {
         mp_log_error(MP_LOG_EMERG, 0, "%s", err);
         goto failed;
@@ -744,6 +758,7 @@ start(mp_conf_t *conf)
     return MP_OK;
 
 failed:
+    mp_zones_release(conf, NULL);
     mp_listen_close(conf, NULL, 0);
     return MP_ERROR;
 }
