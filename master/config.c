@@ -962,6 +962,30 @@ sockaddr_equal(const struct sockaddr_storage *a,
 }
 
 
+/* Completes an address whose IP is set: family, port, length and text. */
+static void
+finish_listen(listen_build_t *lb, int v6, int port)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *) &lb->sa;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &lb->sa;
+    char buf[INET6_ADDRSTRLEN];
+
+    if (v6) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t) port);
+        lb->socklen = sizeof(struct sockaddr_in6);
+        inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
+        snprintf(lb->text, sizeof(lb->text), "[%s]:%d", buf, port);
+    } else {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t) port);
+        lb->socklen = sizeof(struct sockaddr_in);
+        inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+        snprintf(lb->text, sizeof(lb->text), "%s:%d", buf, port);
+    }
+}
+
+
 /*
  * "127.0.0.1:8080", "[::1]:8080", "*:8080" or a bare "8080". Host names
  * are refused on purpose: resolving them at load time would make the
@@ -973,7 +997,7 @@ parse_listen(conf_ctx_t *ctx, const node_t *n, listen_build_t *lb)
     struct sockaddr_in *sin = (struct sockaddr_in *) &lb->sa;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &lb->sa;
     const char *s = n->value, *colon, *port;
-    char host[INET6_ADDRSTRLEN + 1], buf[INET6_ADDRSTRLEN];
+    char host[INET6_ADDRSTRLEN + 1];
     size_t hlen, i = 0;
     int64_t p;
     int v6;
@@ -1022,19 +1046,7 @@ parse_listen(conf_ctx_t *ctx, const node_t *n, listen_build_t *lb)
                               ? ""
                               : " (write IPv6 addresses as [ADDR]:PORT)");
     }
-    if (v6) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t) p);
-        lb->socklen = sizeof(struct sockaddr_in6);
-        inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
-        snprintf(lb->text, sizeof(lb->text), "[%s]:%d", buf, (int) p);
-    } else {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t) p);
-        lb->socklen = sizeof(struct sockaddr_in);
-        inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
-        snprintf(lb->text, sizeof(lb->text), "%s:%d", buf, (int) p);
-    }
+    finish_listen(lb, v6, (int) p);
     return MP_OK;
 }
 
