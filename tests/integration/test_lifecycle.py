@@ -16,8 +16,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (BIN, ServerTestCase, children_of, pid_alive,
-                     proc_stat)
+from harness import BIN, ServerTestCase, pid_alive, proc_stat
 
 HELLO = {
     "cluster": {"workers": 2, "shutdown_timeout": "5s"},
@@ -45,6 +44,16 @@ def wait_for(cond, timeout=5.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
         time.sleep(0.02)
+
+
+def zombies_of(ppid):
+    """Children of ppid that exited and were not reaped."""
+    out = []
+    for name in os.listdir("/proc"):
+        info = proc_stat(int(name)) if name.isdigit() else None
+        if info and info[0] == ppid and info[1] == "Z":
+            out.append(int(name))
+    return out
 
 
 def dead_pid():
@@ -201,6 +210,7 @@ class MasterTest(ServerTestCase):
         srv.wait_log(r"worker \d \(pid %d\) exited on signal 9" % victim)
         self.assert_serves(srv, 8)
         self.assertFalse(pid_alive(victim))
+        wait_for(lambda: not zombies_of(srv.pid), 5, "no zombie children")
 
     def test_lifecycle_master_killed_takes_workers(self):
         srv, workers = self.serve()
