@@ -13,6 +13,7 @@
 #include "core/time.h"
 #include "worker/accesslog.h"
 #include "worker/http.h"
+#include "worker/location.h"
 #include "worker/loop.h"
 
 #include <errno.h>
@@ -267,6 +268,7 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
     event_base_dispatch(mp_worker_base);
 
     mp_accesslog_close();
+    mp_location_cleanup();
     for (i = 0; i < conf->nlistens; i++) {
         event_free(listen_evs[i]);
     }
