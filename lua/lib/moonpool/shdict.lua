@@ -12,6 +12,7 @@ local ffi = require "ffi"
 local buffer = require "string.buffer"
 
 local C = ffi.C
+local ffi_cast = ffi.cast
 local ffi_new = ffi.new
 local ffi_str = ffi.string
 local encode = buffer.encode
@@ -55,16 +56,34 @@ local decoder = buffer.new()
 local _M = {}
 
 
--- error(..., 3): blame the caller of the method, as lua-resty-core does.
-local function check_zone(zone)
+-- The zone pointer of each dict object, as a cdata: the JIT cannot pass
+-- a lightuserdata to a void * parameter (NYI), so each object's [1] is cast
+-- once and the result looked up by the object afterwards.
+local zone_ptrs = {}
+
+
+-- error(..., 3): blame the caller of the method, as lua-resty-core does
+-- (check_zone tail-calls this, so level 2 is the method).
+local function zone_ptr(zone)
     if type(zone) ~= "table" then
         error('bad "zone" argument', 3)
     end
-    zone = zone[1]
-    if type(zone) ~= "userdata" then
+    local ud = zone[1]
+    if type(ud) ~= "userdata" then
         error('bad "zone" argument', 3)
     end
-    return zone
+    local ptr = ffi_cast("void *", ud)
+    zone_ptrs[zone] = ptr
+    return ptr
+end
+
+
+local function check_zone(zone)
+    local ptr = zone_ptrs[zone]
+    if ptr then
+        return ptr
+    end
+    return zone_ptr(zone)
 end
 
 
