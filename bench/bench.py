@@ -456,7 +456,8 @@ def cmd_report(results, rss_file, out_md):
            "- moonpool: %s (git %s)" % (env("MOONPOOL_BIN", "build/moonpool")
                                         if "moonpool" in servers else "not run",
                                         git_rev()),
-           "- nginx: %s + libnginx-mod-http-lua" % tool_version(["nginx", "-v"])
+           "- nginx: %s + libnginx-mod-http-lua"
+           % tool_version(["nginx", "-v"]).replace("nginx version: ", "")
            if "nginx" in servers else "- nginx: not run",
            "- load: `taskset -c %s wrk -t%s -c%s -d%s --latency`, servers "
            "(master + 1 worker) on CPU %s; %d round(s), median shown"

@@ -57,6 +57,8 @@ scenarios=$(python3 "$helper" scenarios) || exit 1
 # ------------------------------------------------------------- work dir
 mkdir -p "$here/out"
 work=$(mktemp -d "$here/out/run.XXXXXX")
+# keep the last 5 runs' configs and logs
+ls -dt "$here"/out/run.* 2>/dev/null | tail -n +6 | while read -r old; do rm -rf "$old"; done
 results="$work/results.jsonl"
 rss="$work/rss.json"
 port_moonpool=$(python3 "$helper" freeport)
@@ -166,8 +168,10 @@ done
 
 for sv in $BENCH_SERVERS; do
     kill -0 "${pid[$sv]}" 2>/dev/null || { show_logs "$sv"; die "$sv died during the run"; }
-    if grep -qiE '\[(alert|crit|emerg)\]|\b(alert|crit|emerg)\b' "$work/$sv-error.log" 2>/dev/null; then
-        say "WARNING: $sv error log has alerts: $work/$sv-error.log"
+    # both log at warn: anything there deserves a look
+    if [ -s "$work/$sv-error.log" ]; then
+        say "NOTE: $sv logged $(wc -l <"$work/$sv-error.log") line(s) at warn or above: $work/$sv-error.log"
+        tail -n 5 "$work/$sv-error.log" | sed 's/^/    /'
     fi
 done
 for sv in $BENCH_SERVERS; do stop_server "$sv"; done
