@@ -112,6 +112,20 @@ wr_ptr(mp_dict_shard_t *s, void *addr, const void *p)
 }
 
 
+/*
+ * A change of exactly one word, outside any transaction: the aligned 8-byte
+ * store is the commit, so there is nothing to log or roll back.
+ */
+static inline void
+store_word(void *addr, uint64_t val)
+{
+    mp_shm_crash_point();
+    __atomic_store_n((uint64_t *) addr, val, __ATOMIC_RELAXED);
+    barrier();
+    mp_shm_crash_point();
+}
+
+
 static inline void
 txn_commit(mp_dict_shard_t *s)
 {
@@ -566,6 +580,10 @@ find_for_read(mp_dict_t *d, const char *key, size_t key_len, int stale_ok,
 }
 
 
+/*
+ * The hot read: the common number and short-string cases are decided here
+ * without a call, and the string is copied while the lock is held.
+ */
 static int
 get_impl(mp_dict_t *d, const char *key, size_t key_len, mp_dict_value_t *v,
     int stale_ok, const char **errmsg)
@@ -575,21 +593,24 @@ get_impl(mp_dict_t *d, const char *key, size_t key_len, mp_dict_value_t *v,
     int rc, stale;
 
     rc = find_for_read(d, key, key_len, stale_ok, &s, &it, &stale, errmsg);
-    if (rc != MP_OK) {
+    if (mp_unlikely(rc != MP_OK)) {
         v->type = MP_DICT_TNIL;
         return rc;
     }
     v->stale = stale;
-    rc = read_item(it, v, errmsg);
-    if (rc == MP_OK
-        && (v->type == MP_DICT_TSTRING || v->type == MP_DICT_TTABLE))
-    {
+    v->type = it->type;
+    v->flags = it->user_flags;
+    if (mp_likely(it->type == MP_DICT_TNUMBER)) {
+        memcpy(&v->number, item_value(it), sizeof(double));
+    } else if (it->type == MP_DICT_TSTRING || it->type == MP_DICT_TTABLE) {
+        v->len = it->value_len;
         if (v->len > v->size) {
             rc = MP_AGAIN;
         } else {
-            memcpy(v->data, v->str, v->len);
+            memcpy(v->data, item_value(it), v->len);
         }
-        v->str = NULL;
+    } else {
+        rc = read_item(it, v, errmsg);
     }
     shard_unlock(s);
     return rc;
@@ -662,41 +683,90 @@ expires_at(mp_msec_t exptime, mp_msec_t *now)
 }
 
 
-/* The word holding user_flags, key_len, type and ref, as stored. */
+/*
+ * The word holding user_flags, key_len, type and ref, as stored. Built
+ * with shifts rather than through a struct in memory: a wide load of
+ * narrow stores just made cannot be forwarded and stalls the pipeline.
+ */
+_Static_assert(offsetof(mp_dict_item_t, key_len)
+                   == offsetof(mp_dict_item_t, user_flags) + 4
+               && offsetof(mp_dict_item_t, type)
+                      == offsetof(mp_dict_item_t, user_flags) + 6
+               && offsetof(mp_dict_item_t, ref)
+                      == offsetof(mp_dict_item_t, user_flags) + 7
+               && offsetof(mp_dict_item_t, user_flags) % 8 == 0,
+               "user_flags .. ref must be one aligned word");
+
 static inline uint64_t
 meta_word(uint32_t flags, uint16_t key_len, uint8_t type, uint8_t ref)
 {
-    mp_dict_item_t tmp;
-    uint64_t w;
-
-    tmp.user_flags = flags;
-    tmp.key_len = key_len;
-    tmp.type = type;
-    tmp.ref = ref;
-    memcpy(&w, &tmp.user_flags, 8);
-    return w;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return flags | (uint64_t) key_len << 32 | (uint64_t) type << 48
+           | (uint64_t) ref << 56;
+#else
+    return (uint64_t) flags << 32 | (uint64_t) key_len << 16
+           | (uint64_t) type << 8 | ref;
+#endif
 }
 
 
-/* Same size, not a list: overwrite in place, every word logged. */
+/*
+ * Same size, not a list: overwrite in place. Only the words that change are
+ * written. One changed word (a number set, or incr, with the same flags and
+ * expiry) needs no undo record: a process dies before or after an aligned
+ * 8-byte store, never inside it. Two or more go through the undo log. The
+ * reference bit is a hint for eviction and is set outside the log.
+ */
 static void
-store_in_place(mp_dict_shard_t *s, mp_dict_item_t *it, const store_arg_t *a, uint64_t exp)
+store_in_place(mp_dict_shard_t *s, mp_dict_item_t *it, const store_arg_t *a,
+    uint64_t exp)
 {
-    char *val = item_value(it);
-    uint64_t w;
-    size_t off, n;
+    uint64_t *addr[2 + INPLACE_MAX / 8], val[2 + INPLACE_MAX / 8], w, cur;
+    uint64_t ref = meta_word(0, 0, 0, 0xff);
+    char *v = item_value(it);
+    size_t off, i, n = 0, rest;
 
-    txn_begin(s);
-    wr(s, &it->expires, exp);
-    wr(s, &it->user_flags,
-       meta_word(a->flags, it->key_len, (uint8_t) a->type, 1));
-    for (off = 0; off < a->len; off += 8) {
-        n = mp_min(8, a->len - off);
-        w = 0;
-        memcpy(&w, a->val + off, n);
-        wr(s, val + off, w);
+    if (it->expires != exp) {
+        addr[n] = &it->expires;
+        val[n++] = exp;
     }
-    txn_commit(s);
+    /* Read before any byte store to it, or the load waits for the store. */
+    cur = load64((const char *) &it->user_flags);
+    w = meta_word(a->flags, it->key_len, (uint8_t) a->type, 1);
+    if ((cur ^ w) & ~ref) {
+        addr[n] = (uint64_t *) (void *) &it->user_flags;
+        val[n++] = w;
+    }
+    for (off = 0; off < a->len; off += 8) {
+        rest = a->len - off;
+        if (rest >= 8) {
+            w = load64(a->val + off);
+            if (load64(v + off) == w) {
+                continue;
+            }
+        } else {
+            /* The tail word: compare the bytes, keep the padding. */
+            if (memcmp(v + off, a->val + off, rest) == 0) {
+                continue;
+            }
+            w = load64(v + off);
+            memcpy(&w, a->val + off, rest);
+        }
+        addr[n] = (uint64_t *) (void *) (v + off);
+        val[n++] = w;
+    }
+    if (n > 1) {
+        txn_begin(s);
+        for (i = 0; i < n; i++) {
+            wr(s, addr[i], val[i]);
+        }
+        txn_commit(s);
+    } else if (n == 1) {
+        store_word(addr[0], val[0]);
+    }
+    if (!it->ref) {
+        it->ref = 1;
+    }
 }
 
 
@@ -965,9 +1035,7 @@ mp_dict_incr(mp_dict_t *d, const char *key, size_t key_len, double *value,
     memcpy(&num, item_value(it), sizeof(double));
     num += *value;
     memcpy(&bits, &num, sizeof(bits));
-    txn_begin(s);
-    wr(s, item_value(it), bits);
-    txn_commit(s);
+    store_word(item_value(it), bits);
     it->ref = 1;
     *value = num;
 
@@ -1257,9 +1325,7 @@ mp_dict_expire(mp_dict_t *d, const char *key, size_t key_len,
     }
     it = lookup(s, hash, key, key_len, NULL);
     if (it != NULL) {
-        txn_begin(s);
-        wr(s, &it->expires, expires_at(exptime, &now));
-        txn_commit(s);
+        store_word(&it->expires, expires_at(exptime, &now));
     }
     shard_unlock(s);
     if (it == NULL) {
