@@ -381,9 +381,20 @@ worker_init(const mp_conf_t *conf)
 }
 
 
+static void
+worker_exit(void)
+{
+    /* runs __gc of every object (C modules free their buffers there) */
+    lua_close(vm);
+    vm = NULL;
+    co_pool_n = 0;
+}
+
+
 void
 mp_lua_worker_setup(void)
 {
     mp_phases_set_runner(run_handler);
     mp_worker_init_hook = worker_init;
+    mp_worker_exit_hook = worker_exit;
 }

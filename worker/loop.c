@@ -30,6 +30,7 @@ int mp_worker_count;
 const mp_conf_t *mp_worker_conf;
 struct event_base *mp_worker_base;
 mp_worker_init_cb mp_worker_init_hook;
+mp_worker_exit_cb mp_worker_exit_hook;
 
 static struct event **listen_evs;
 static int accepting;
@@ -268,6 +269,9 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
     event_base_dispatch(mp_worker_base);
 
     mp_accesslog_close();
+    if (mp_worker_exit_hook != NULL) {
+        mp_worker_exit_hook();
+    }
     mp_location_cleanup();
     for (i = 0; i < conf->nlistens; i++) {
         event_free(listen_evs[i]);

@@ -25,6 +25,11 @@ extern struct event_base *mp_worker_base;
 typedef int (*mp_worker_init_cb)(const mp_conf_t *conf);
 extern mp_worker_init_cb mp_worker_init_hook;
 
+/* Hook run when the loop has ended, before the worker exits (lua/ closes
+ * its VM so every finalizer runs). */
+typedef void (*mp_worker_exit_cb)(void);
+extern mp_worker_exit_cb mp_worker_exit_hook;
+
 /*
  * Runs the worker until it stops; returns the process exit status. conf
  * must have its listening fds opened (conf->listens[i].fd).
