@@ -1452,6 +1452,23 @@ mp_dict_free_space(mp_dict_t *d)
 }
 
 
+unsigned
+mp_dict_recover_pid(mp_dict_t *d, pid_t dead)
+{
+    unsigned i, n = 0;
+
+    for (i = 0; i < d->nshards; i++) {
+        if (mp_shmtx_force_recover(&d->shards[i]->lock, dead,
+                                   mp_dict_recover_shard, d->shards[i])
+            == MP_OK)
+        {
+            n++;
+        }
+    }
+    return n;
+}
+
+
 void
 mp_dict_stats(mp_dict_t *d, mp_dict_stats_t *st)
 {

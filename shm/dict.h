@@ -1,11 +1,12 @@
 /*
  * dict.h: the shared dictionary behind ngx.shared.DICT, on one zone.
  *
- * A dict is split into shards by key hash; each shard has its own robust
- * mutex, hash index, LRU list, slab pool (an equal share of the zone) and
- * undo log, so processes touching different keys never wait for each other.
- * Reads do not reorder the LRU list: they set a reference bit and eviction
- * gives referenced items a second chance (CLOCK), so get changes no links.
+ * A dict is split into shards by key hash; each shard has its own
+ * pid-stamped lock (shmtx.h), hash index, LRU list, slab pool (an equal
+ * share of the zone) and undo log, so processes touching different keys
+ * rarely wait for each other. Reads do not reorder the LRU list: they set a
+ * reference bit and eviction gives referenced items a second chance
+ * (CLOCK), so get changes no links.
  *
  * Every function takes and releases the shard lock(s) itself; none may be
  * called with a dict lock held. Values are copied out under the lock (or
@@ -15,13 +16,16 @@
  *
  * Crash safety: every change of a shard's structure is a small transaction.
  * Each word it overwrites is first saved in the shard's undo log; the log
- * is cleared at commit, and blocks are freed only after commit. When a
- * process dies holding a shard lock, the next locker rolls the log back (or
- * finishes a flush_all), rebuilds the shard's slab pool from the live items,
- * and only then proceeds. An operation is therefore either done or absent;
- * evictions made to find room for it may persist (they are evictions). If
- * the old value of a key must be dropped to make room for its new one, a
- * crash in between loses the old value, as an eviction would.
+ * is cleared at commit, and blocks are freed only after commit. A change of
+ * a single word (a number set in place, incr, expire) is one aligned store
+ * and needs no log. When a process dies holding a shard lock, the next
+ * locker, or the master through mp_dict_recover_pid(), rolls the log back
+ * (or finishes a flush_all), rebuilds the shard's slab pool from the live
+ * items, and only then lets anyone proceed. An operation is therefore
+ * either done or absent; evictions made to find room for it may persist
+ * (they are evictions). If the old value of a key must be dropped to make
+ * room for its new one, a crash in between loses the old value, as an
+ * eviction would.
  */
 #ifndef MP_DICT_H
 #define MP_DICT_H
@@ -211,6 +215,14 @@ size_t mp_dict_get_keys(mp_dict_t *d, size_t max, mp_dict_key_cb cb,
 /* Zone size (capacity) and the bytes of free pages (free_space). */
 size_t mp_dict_capacity(const mp_dict_t *d);
 size_t mp_dict_free_space(mp_dict_t *d);
+
+/*
+ * For the master, after it reaped process dead (SIGCHLD): every shard lock
+ * that dead held is taken over, rolled back and released, so no worker
+ * waits for a lock whose holder is gone. Returns the number of shard locks
+ * recovered (usually 0 or 1). Safe while other processes use the dict.
+ */
+unsigned mp_dict_recover_pid(mp_dict_t *d, pid_t dead);
 
 typedef struct {
     size_t items;
