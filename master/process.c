@@ -481,6 +481,7 @@ reap(void)
             continue;
         }
         log_exit(gen, p, pid, status);
+        mp_zones_recover(pid);
         p->pid = 0;
         if (gen->stopping || master.stop != MP_STOP_NONE) {
             continue;

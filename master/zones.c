@@ -168,3 +168,25 @@ mp_zones_release(mp_conf_t *old, mp_conf_t *new)
         sets = NULL;
     }
 }
+
+
+void
+mp_zones_recover(pid_t dead)
+{
+    mp_dict_t *d;
+    unsigned n;
+    size_t i, j;
+
+    for (i = 0; i < nsets; i++) {
+        for (j = 0; j < sets[i].n; j++) {
+            d = sets[i].conf->dicts[j].dict;
+            n = d != NULL ? mp_dict_recover_pid(d, dead) : 0;
+            if (n > 0) {
+                mp_log_error(MP_LOG_ALERT, 0,
+                             "process %d died holding %u lock(s) of shared "
+                             "dict \"%s\", recovered", (int) dead, n,
+                             mp_dict_name(d));
+            }
+        }
+    }
+}

@@ -13,6 +13,8 @@
 #include "core/mp_core.h"
 #include "core/conf.h"
 
+#include <sys/types.h>
+
 /*
  * For each conf->dicts[i]: reuses old's zone when the name and size are
  * unchanged (its data survives the reload), else maps a new, empty zone
@@ -30,5 +32,12 @@ int mp_zones_open(mp_conf_t *conf, mp_conf_t *old, char *err, size_t errlen);
  * the config that took over (may be NULL).
  */
 void mp_zones_release(mp_conf_t *old, mp_conf_t *new);
+
+/*
+ * After the master reaped process dead: releases (rolling back) every dict
+ * shard lock dead held, in every open config's dicts, so that no worker
+ * waits for a lock whose holder is gone. Logs each recovery at alert.
+ */
+void mp_zones_recover(pid_t dead);
 
 #endif /* MP_MASTER_ZONES_H */

@@ -17,6 +17,8 @@ is exact; eviction reports forcible on a small dict and safe_set says
 "no memory" instead of evicting.
 """
 
+import os
+import signal
 import threading
 import unittest
 
@@ -444,6 +446,47 @@ def _make(name):
 
 for _name in CASES:
     setattr(SharedDict, "test_case_" + _name, _make(_name))
+
+
+class WorkerDeath(ServerTestCase):
+    def test_sigkilled_worker_respawned_dict_still_works(self):
+        srv = self.server({
+            "cluster": {"workers": 2},
+            "shared_dicts": {"cache": "1m"},
+            "servers": [{"locations": [{"match": "/", "content":
+                'local d = ngx.shared.cache '
+                'for i = 1, 200 do d:set("k" .. i % 50, i) '
+                'd:incr("n", 1, 0) end '
+                'ngx.say((d:get("n")))'}]}]},
+            allow_errors=[r"exited on signal 9",
+                          r"died holding .* recovered"])
+        stop = threading.Event()
+        seen = []
+
+        def load():
+            while not stop.is_set():
+                try:
+                    seen.append(int(srv.request("GET", "/").body))
+                except Exception:
+                    pass  # the killed worker's connection
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            victims = []
+            for _ in range(5):
+                pid = srv.wait_workers(2, exclude=victims)[0]
+                os.kill(pid, signal.SIGKILL)
+                victims.append(pid)
+                srv.wait_workers(2, exclude=victims)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+        before = int(srv.request("GET", "/").body)
+        after = int(srv.request("GET", "/").body)
+        self.assertGreater(len(seen), 0)
+        self.assertEqual(after, before + 200)
 
 
 class Zones(ServerTestCase):
