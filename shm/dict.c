@@ -1,16 +1,18 @@
 /*
- * dict.c: sharded hash + LRU + TTL dictionary on a zone (see dict.h).
- *
- * Layout of the zone's usable area: the dict header in the first page, then
- * nshards equal, page-aligned shard regions. A region holds the shard header
- * (lock, undo log, LRU sentinel, counters), its hash buckets and its slab
- * pool. Items are one slab block each: header, key, value (8-aligned);
- * a list value is a head (first, last, count) whose nodes are blocks too.
+ * dict.c: sharded hash + LRU + TTL dictionary on a zone (see dict.h; the
+ * layout of a dict in its zone is in dict_internal.h, the invariant checker
+ * in dict_check.c).
  *
  * Transactions (txn_begin / wr / txn_commit) guard every change of links
- * or of fields of reachable items. Fresh blocks are filled before they are
- * linked and need no logging; blocks are freed only after commit, so a
- * rollback never finds its old values overwritten.
+ * or of fields of reachable items that touches more than one word; a
+ * single-word change is one aligned store (store_word). Fresh blocks are
+ * filled before they are linked and need no logging; blocks are freed only
+ * after commit, so a rollback never finds its old values overwritten.
+ *
+ * The hot paths (get, and set or incr of a value of the same size) take
+ * the shard lock with one compare-and-swap, hash short keys without a
+ * loop, read the clock only for items that expire, and write no undo
+ * record for a read or a one-word change.
  */
 #include "core/mp_core.h"
 #include "core/log.h"

@@ -185,9 +185,15 @@ mp_shmtx_lock_wait(mp_shmtx_t *mtx, mp_shmtx_recover_cb recover, void *data)
             }
             continue;
         }
-        if ((v & ~W) == me) {
-            /* Not recursive: this process already holds it. */
-            mp_log_error(MP_LOG_ALERT, 0, "shared lock taken twice by %d",
+        if (mp_unlikely((v & ~W) == me)) {
+            /*
+             * Locking twice would wait forever. It is a bug, or a dead
+             * holder whose pid this process inherited unrecovered (see
+             * shmtx.h); either way dying is safe: the master reaps us and
+             * recovers the lock.
+             */
+            mp_log_error(MP_LOG_ALERT, 0,
+                         "shared lock already held by this process (%d)",
                          (int) me);
             abort();
         }

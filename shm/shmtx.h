@@ -14,13 +14,17 @@
  * mp_shmtx_force_recover() for the worker it reaped, so nobody waits for a
  * timeout in production.
  *
- * Pid reuse: a dead holder's pid could be given to a new process before a
- * waiter notices the death; the lock would then look held by a live process
- * and waiters would keep sleeping. The master's recovery closes that gap:
- * it reaps the dead worker and recovers its locks at once, and the kernel
- * cannot reuse a pid before it is reaped, so a zombie holder is seen as
- * alive (waiters keep waiting) until the master recovers it. A process
- * outside that scheme (a test) relies on the liveness check alone.
+ * Pid reuse: the kernel cannot give a pid to a new process before the old
+ * one is reaped, so a killed holder that is still a zombie counts as alive
+ * (waiters keep waiting) and cannot be confused with anyone. The gap is
+ * after reaping: if a pid were recycled before the dead holder's lock is
+ * recovered, the lock would look held by the new, live process, and
+ * waiters would sleep until it exits (and the new process itself, asking
+ * for that lock, would find its own pid there and abort). In production
+ * the master closes that gap: it reaps the dead worker and calls
+ * mp_shmtx_force_recover() (mp_dict_recover_pid()) at once, before the pid
+ * can be handed out again, which needs the whole pid space to wrap. A process outside that scheme (a test reaping its own
+ * children) relies on the liveness check alone.
  *
  * Processes are single-threaded; the mutex is not recursive. The fast
  * paths are inline; everything slow lives in shmtx.c.
