@@ -9,7 +9,6 @@
 
 mp_msec_t mp_time_msec;
 time_t mp_time_sec;
-mp_msec_t mp_time_mono_msec;
 
 static char http_buf[32];
 static char log_buf[32];
@@ -65,10 +64,15 @@ mp_time_update(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    mp_time_sec = ts.tv_sec;
-    mp_time_msec = (mp_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    mp_time_mono_msec = (mp_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    mp_time_set(ts.tv_sec, ts.tv_nsec / 1000);
+}
+
+
+void
+mp_time_set(time_t sec, long usec)
+{
+    mp_time_sec = sec;
+    mp_time_msec = (mp_msec_t) sec * 1000 + usec / 1000;
 }
 
 

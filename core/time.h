@@ -14,11 +14,14 @@
 extern mp_msec_t mp_time_msec;
 extern time_t mp_time_sec;
 
-/* Monotonic milliseconds, for deadlines. */
-extern mp_msec_t mp_time_mono_msec;
-
-/* Refreshes the cache; cheap (vDSO clock_gettime). */
+/* Refreshes the cache from the clock (vDSO clock_gettime). */
 void mp_time_update(void);
+
+/*
+ * Sets the cache from a time the caller already has (the worker passes
+ * libevent's per-iteration cached time, which costs no clock read).
+ */
+void mp_time_set(time_t sec, long usec);
 
 /* "Mon, 30 Nov 2026 14:40:00 GMT" of the cached second (29 bytes). */
 const mp_str_t *mp_time_http(void);

@@ -651,13 +651,35 @@ arm_read(mp_conn_t *c)
 }
 
 
+/*
+ * Timeouts are deadlines checked lazily: moving a deadline later (the usual
+ * case, once per request) only stores it; the timer event is re-added when
+ * it fires early or when the new deadline is sooner than the armed one.
+ * That keeps libevent's timer heap out of the per-request path.
+ */
 static void
 arm_timer(mp_conn_t *c, mp_msec_t msec)
 {
-    struct timeval tv = { (time_t) (msec / 1000),
-                          (suseconds_t) ((msec % 1000) * 1000) };
+    mp_msec_t at = mp_time_msec + msec;
+    struct timeval tv;
 
+    c->deadline = at;
+    if (c->timer_armed && c->timer_at <= at) {
+        return;
+    }
+    tv.tv_sec = (time_t) (msec / 1000);
+    tv.tv_usec = (suseconds_t) ((msec % 1000) * 1000);
     event_add(&c->ev_timer, &tv);
+    c->timer_armed = 1;
+    c->timer_at = at;
+}
+
+
+/* No timeout applies (a handler runs); the armed timer fires harmlessly. */
+static void
+clear_timer(mp_conn_t *c)
+{
+    c->deadline = 0;
 }
 
 
@@ -739,6 +761,7 @@ conn_close(mp_conn_t *c)
     event_del(&c->ev_read);
     event_del(&c->ev_write);
     event_del(&c->ev_timer);
+    c->timer_armed = 0;
     close(c->fd);
     c->fd = -1;
     mp_pool_reset(c->pool);
@@ -788,7 +811,15 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 
     (void) fd;
     (void) what;
-    mp_time_update();
+    mp_worker_time_update();
+    c->timer_armed = 0;
+    if (c->deadline == 0) {
+        return;
+    }
+    if (mp_time_msec < c->deadline) {
+        arm_timer(c, c->deadline - mp_time_msec);
+        return;
+    }
     if (c->lingering || c->writing || c->in_handler == 0) {
         if (!c->lingering && c->parse_state != PARSE_IDLE && !c->writing
             && !c->in_handler) {
@@ -810,7 +841,7 @@ on_read(evutil_socket_t fd, short what, void *arg)
     char drain[4096];
 
     (void) what;
-    mp_time_update();
+    mp_worker_time_update();
     if (c->lingering) {
         n = read(fd, drain, sizeof(drain));
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -891,8 +922,9 @@ start_request(mp_conn_t *c)
 {
     mp_request_t *r = &c->r;
 
-    event_del(&c->ev_timer);
-    clock_gettime(CLOCK_REALTIME, &r->start);
+    clear_timer(c);
+    r->start.tv_sec = mp_time_sec;
+    r->start.tv_nsec = (long) (mp_time_msec % 1000) * 1000000;
     c->in_handler = 1;
     mp_log_ctx_handler = log_context;
     mp_log_ctx_data = r;
@@ -1198,7 +1230,7 @@ start_write(mp_conn_t *c)
         if (c->writing) {
             c->writing = 0;
             event_del(&c->ev_write);
-            event_del(&c->ev_timer);
+            clear_timer(c);
         }
         c->out.len = c->out_sent = 0;
         c->head.len = c->head_sent = 0;
@@ -1236,7 +1268,7 @@ on_write(evutil_socket_t fd, short what, void *arg)
 
     (void) fd;
     (void) what;
-    mp_time_update();
+    mp_worker_time_update();
     arm_timer(c, mp_worker_conf->http.send_timeout);
     start_write(c);
 }
@@ -1418,7 +1450,7 @@ send_error(mp_conn_t *c, int status)
     r->keepalive = 0;
     c->closing = 1;
     c->in_handler = 1;
-    event_del(&c->ev_timer);
+    clear_timer(c);
     mp_http_send_error_page(r, status);
 }
 

@@ -100,6 +100,9 @@ struct mp_conn_s {
     struct event ev_read;          /* armed for the connection's life */
     struct event ev_write;         /* armed only while a write would block */
     struct event ev_timer;         /* header, body, keep-alive, send, linger */
+    mp_msec_t deadline;            /* when the current timeout expires; 0: none */
+    mp_msec_t timer_at;            /* when ev_timer fires, if timer_armed */
+    unsigned timer_armed:1;
 
     mp_buf_t in;                   /* read buffer, large_header_buffer */
     size_t in_pos;                 /* first byte not yet parsed */

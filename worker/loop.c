@@ -57,6 +57,19 @@ static const worker_signal_t worker_signals[] = {
 static struct event *signal_evs[mp_nelems(worker_signals)];
 
 
+void
+mp_worker_time_update(void)
+{
+    struct timeval tv;
+
+    if (event_base_gettimeofday_cached(mp_worker_base, &tv) == 0) {
+        mp_time_set(tv.tv_sec, tv.tv_usec);
+    } else {
+        mp_time_update();
+    }
+}
+
+
 int
 mp_worker_exiting(void)
 {
@@ -109,7 +122,7 @@ on_accept(evutil_socket_t fd, short what, void *arg)
     int i, s;
 
     (void) what;
-    mp_time_update();
+    mp_worker_time_update();
     for (i = 0; i < MP_ACCEPT_BATCH; i++) {
         if (mp_http_active_connections()
             >= (size_t) mp_worker_conf->cluster.max_connections) {
@@ -203,7 +216,7 @@ on_signal(evutil_socket_t signo, short what, void *arg)
 
     (void) what;
     (void) signo;
-    mp_time_update();
+    mp_worker_time_update();
     ws->handler(ws->signo);
 }
 

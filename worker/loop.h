@@ -36,6 +36,12 @@ extern mp_worker_exit_cb mp_worker_exit_hook;
  */
 int mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count);
 
+/*
+ * Refreshes the cached clock (core/time.h) from libevent's time of the
+ * current loop iteration: event callbacks call it first, at no syscall.
+ */
+void mp_worker_time_update(void);
+
 /* Called by http.c when a connection closes (accept limits, shutdown). */
 void mp_worker_conn_closed(void);
 
