@@ -512,26 +512,42 @@ check_framing(mp_request_t *r)
     for (i = 0; i < r->nheaders; i++) {
         mp_header_t *h = &r->headers[i];
 
-        if (token_eq(&h->name, "Transfer-Encoding")) {
-            if (!token_eq(&h->value, "chunked")) {
-                return 501;
+        /* dispatch on length first: most headers are none of these */
+        switch (h->name.len) {
+        case 4:
+            if (token_eq(&h->name, "Host")) {
+                if (r->host.data != NULL || !valid_host(&h->value)) {
+                    return 400; /* two Host headers, or a malformed one */
+                }
+                set_host(r, &h->value);
             }
-            if (r->http_minor == 0) {
-                return 400; /* no chunked framing in HTTP/1.0 (RFC 9112) */
+            break;
+        case 6:
+            if (token_eq(&h->name, "Expect")) {
+                if (!token_eq(&h->value, "100-continue")) {
+                    return 417;
+                }
+                r->expect_continue = 1;
             }
-            r->chunked_in = 1;
-        } else if (token_eq(&h->name, "Content-Length")) {
-            ncl++;
-        } else if (token_eq(&h->name, "Host")) {
-            if (r->host.data != NULL || !valid_host(&h->value)) {
-                return 400; /* two Host headers, or a malformed one */
+            break;
+        case 14:
+            if (token_eq(&h->name, "Content-Length")) {
+                ncl++;
             }
-            set_host(r, &h->value);
-        } else if (token_eq(&h->name, "Expect")) {
-            if (!token_eq(&h->value, "100-continue")) {
-                return 417;
+            break;
+        case 17:
+            if (token_eq(&h->name, "Transfer-Encoding")) {
+                if (!token_eq(&h->value, "chunked")) {
+                    return 501;
+                }
+                if (r->http_minor == 0) {
+                    return 400; /* no chunked framing in HTTP/1.0 */
+                }
+                r->chunked_in = 1;
             }
-            r->expect_continue = 1;
+            break;
+        default:
+            break;
         }
     }
     /* Content-Length with chunked, or twice: request smuggling */

@@ -73,7 +73,8 @@ mp_location_find_server(const mp_conf_listen_t *ls, const char *host,
     size_t i, j, rank;
     int kind;
 
-    if (len == 0) {
+    /* one server on the address: it answers every Host */
+    if (len == 0 || ls->nservers == 1) {
         return ls->servers[0];
     }
     for (i = 0; i < ls->nservers; i++) {
