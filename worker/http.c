@@ -35,6 +35,7 @@
 #define MP_HTTP_HEADERS_INIT 32
 #define MP_HTTP_LINGER_MSEC 2000
 #define MP_HTTP_OUT_KEEP (64 * 1024) /* larger buffers are freed after use */
+#define MP_HTTP_PIPELINE_DEPTH 8    /* pipelined requests served recursively */
 
 static mp_conn_t *free_conns;
 static size_t nactive;
@@ -661,7 +662,7 @@ reset_request(mp_conn_t *c)
 static void
 arm_read(mp_conn_t *c)
 {
-    if (!c->read_paused && !event_pending(&c->ev_read, EV_READ, NULL)) {
+    if (!event_pending(&c->ev_read, EV_READ, NULL)) {
         event_add(&c->ev_read, NULL);
     }
 }
@@ -751,8 +752,8 @@ mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
     conns_head = c;
     nactive++;
 
-    event_assign(&c->ev_read, mp_worker_base, fd, EV_READ | EV_PERSIST,
-                 on_read, c);
+    event_assign(&c->ev_read, mp_worker_base, fd,
+                 EV_READ | EV_PERSIST | EV_ET, on_read, c);
     event_assign(&c->ev_write, mp_worker_base, fd, EV_WRITE | EV_PERSIST,
                  on_write, c);
     evtimer_assign(&c->ev_timer, mp_worker_base, on_timeout, c);
@@ -814,7 +815,6 @@ conn_linger(mp_conn_t *c)
     }
     c->lingering = 1;
     event_del(&c->ev_write);
-    c->read_paused = 0;
     arm_read(c);
     arm_timer(c, MP_HTTP_LINGER_MSEC);
 }
@@ -849,56 +849,113 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 
-static void
-on_read(evutil_socket_t fd, short what, void *arg)
+/*
+ * Reads what fits in the buffer. The read event is edge-triggered (no
+ * re-poll of every socket on each epoll_wait, as with level-triggered),
+ * so a read that filled the room means more may be waiting: read_ready
+ * remembers to read again once there is room, without an event.
+ * Returns MP_ERROR when the connection was closed.
+ */
+static int
+read_input(mp_conn_t *c)
 {
-    mp_conn_t *c = arg;
+    size_t room = c->in.cap - c->in.len;
     ssize_t n;
-    char drain[4096];
 
-    (void) what;
-    mp_worker_time_update();
-    if (c->lingering) {
-        n = read(fd, drain, sizeof(drain));
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-            conn_close(c);
-        }
-        return;
+    if (room == 0) {
+        c->read_ready = 1;
+        return MP_OK;
     }
-    if (c->in.len == c->in.cap) {
-        if (c->in_handler || c->writing) {
-            /* a request is in flight and we read ahead a full buffer:
-             * stop reading until it is answered */
-            event_del(&c->ev_read);
-            c->read_paused = 1;
+    n = read(c->fd, c->in.data + c->in.len, room);
+    if (n > 0) {
+        c->in.len += (size_t) n;
+        c->read_ready = (size_t) n == room;
+        return MP_OK;
+    }
+    c->read_ready = 0;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        c->read_ready = errno == EINTR;
+        return MP_OK;
+    }
+    if (n < 0) {
+        mp_log_error(MP_LOG_INFO, errno, "read() from %s failed",
+                     c->peer_text);
+    }
+    if (c->in_handler || c->writing) {
+        /* finish the response in flight, then close */
+        c->peer_closed = 1;
+        c->closing = 1;
+        return MP_OK;
+    }
+    conn_close(c);
+    return MP_ERROR;
+}
+
+
+static int
+conn_busy(const mp_conn_t *c)
+{
+    return c->in_handler || c->writing || c->lingering || c->fd < 0;
+}
+
+
+/* Parses what is buffered and reads more while the socket has some. */
+static void
+drive_input(mp_conn_t *c)
+{
+    for (;;) {
+        process_input(c);
+        if (conn_busy(c) || !c->read_ready || c->peer_closed) {
             return;
         }
-        send_error(c, c->parse_state == PARSE_URL
-                              || c->parse_state == PARSE_IDLE ? 414 : 431);
-        return;
+        if (read_input(c) != MP_OK) {
+            return;
+        }
     }
-    n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-    if (n <= 0) {
+}
+
+
+/* Drains a lingering connection until EOF (then closes) or EAGAIN. */
+static void
+drain_input(mp_conn_t *c)
+{
+    char drain[4096];
+    ssize_t n;
+    int i;
+
+    for (i = 0; i < 64; i++) {
+        n = read(c->fd, drain, sizeof(drain));
+        if (n > 0) {
+            continue;
+        }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            return;
-        }
-        if (n < 0) {
-            mp_log_error(MP_LOG_INFO, errno, "read() from %s failed",
-                         c->peer_text);
-        }
-        if (c->in_handler || c->writing) {
-            /* finish the response in flight, then close */
-            c->peer_closed = 1;
-            c->closing = 1;
-            event_del(&c->ev_read);
             return;
         }
         conn_close(c);
         return;
     }
-    c->in.len += (size_t) n;
+    /* a client still flooding us: come back in the next loop iteration */
+    event_active(&c->ev_read, EV_READ, 1);
+}
+
+
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+    mp_conn_t *c = arg;
+
+    (void) fd;
+    (void) what;
+    mp_worker_time_update();
+    if (c->lingering) {
+        drain_input(c);
+        return;
+    }
+    if (read_input(c) != MP_OK) {
+        return;
+    }
     if (!c->in_handler && !c->writing) {
-        process_input(c);
+        drive_input(c);
     }
 }
 
@@ -992,6 +1049,11 @@ process_input(mp_conn_t *c)
             /* body bytes were copied out: reuse their space */
             c->in.len = c->in_pos;
             arm_timer(c, mp_worker_conf->http.client_body_timeout);
+        } else if (c->in.len == c->in.cap) {
+            /* the parser's own limit is below the buffer size; this is a
+             * second line of defence */
+            send_error(c, c->parse_state == PARSE_URL ? 414 : 431);
+            return;
         }
         break; /* need more data */
     }
@@ -1365,6 +1427,7 @@ mp_http_finalize(mp_request_t *r, int status)
 static void
 after_response(mp_conn_t *c)
 {
+    static int depth;
     mp_request_t *r = &c->r;
 
     mp_accesslog_write(r);
@@ -1395,11 +1458,19 @@ after_response(mp_conn_t *c)
         c->nodelay = 1;
     }
     reset_request(c);
-    c->read_paused = 0;
     arm_read(c);
-    if (c->in_pos < c->in.len) {
-        process_input(c); /* pipelined */
-        if (c->in_handler || c->writing || c->fd < 0 || c->lingering) {
+    if (c->in_pos < c->in.len || c->read_ready) {
+        /* pipelined requests: serve them now, but bound the recursion
+         * (finalize -> after_response -> the next request ...) */
+        if (depth >= MP_HTTP_PIPELINE_DEPTH) {
+            arm_timer(c, mp_worker_conf->http.client_header_timeout);
+            event_active(&c->ev_read, EV_READ, 1);
+            return;
+        }
+        depth++;
+        drive_input(c);
+        depth--;
+        if (conn_busy(c)) {
             return;
         }
     }

@@ -126,7 +126,7 @@ struct mp_conn_s {
     unsigned lingering:1;          /* draining input before close */
     unsigned nodelay:1;            /* TCP_NODELAY is set */
     unsigned peer_closed:1;
-    unsigned read_paused:1;        /* ev_read deleted: read-ahead is full */
+    unsigned read_ready:1;         /* the socket may hold unread bytes */
     unsigned broken:1;             /* a write failed */
     unsigned send_continue:1;      /* owe "100 Continue" */
 

@@ -174,6 +174,18 @@ class HttpBasics(ServerTestCase):
                 want = b"body-%d" % i if i % 3 == 0 else b"/uri/%d\n" % i
                 self.assertEqual(c.response().body, want)
 
+    def test_pipelining_beyond_buffer(self):
+        # 600 requests (~25 KB) in one send: more than the read buffer
+        # holds and deeper than the server serves recursively, so it must
+        # read again once there is room and resume from the event loop.
+        n = 600
+        data = b"".join(req("GET", "/uri/%d" % i) for i in range(n))
+        self.assertGreater(len(data), 20000)
+        with self.srv.conn() as c:
+            c.send(data)
+            for i in range(n):
+                self.assertEqual(c.response().body, b"/uri/%d\n" % i)
+
     def test_client_abort_mid_request(self):
         # Clients that vanish mid-header or mid-body are not errors.
         for data in (b"GET /hello HTTP/1.1\r\nHost: te",
