@@ -49,6 +49,9 @@ function show(f)
   ngx.say("[", r.n - 1, "] ", table.concat(t, ", "))
 end
 function nap(s)
+  -- ngx.now() is the time the request's loop iteration began; refresh it
+  -- first or a slow request (ASan) naps for nothing
+  ngx.update_time()
   local t = ngx.now() + s
   repeat ngx.update_time() until ngx.now() >= t
 end
