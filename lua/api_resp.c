@@ -142,11 +142,7 @@ output(lua_State *L, const char *fname, int newline)
         lua_pushliteral(L, "seen eof");
         return 2;
     }
-    if (r->phase != MP_PHASE_CONTENT && r->phase != MP_PHASE_REWRITE
-        && r->phase != MP_PHASE_ACCESS) {
-        return luaL_error(L, "API disabled in the context of %s_by_lua*",
-                          mp_phase_names[r->phase]);
-    }
+    mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
     /* check every argument before the first byte is appended */
     for (i = 1; i <= n; i++) {
         int t = lua_type(L, i);
@@ -192,6 +188,7 @@ ngx_flush(lua_State *L)
 {
     mp_request_t *r = mp_lua_request(L);
 
+    mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
     if (r->eof) {
         lua_pushnil(L);
         lua_pushliteral(L, "seen eof");
@@ -223,7 +220,9 @@ ngx_exit(lua_State *L)
     if (lua_gettop(L) != 1) {
         return luaL_error(L, "expecting one argument");
     }
+    mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
     ctx->exit_code = (int) luaL_checkinteger(L, 1);
+    ctx->exit_kind = MP_LUA_EXIT_STATUS;
     if (ctx->exit_code >= 300 && r->header_sent
         && ctx->exit_code != r->status) {
         mp_log_error(MP_LOG_ERR, 0, "attempt to set status %d via ngx.exit "
@@ -237,15 +236,36 @@ ngx_exit(lua_State *L)
 
 /* ---- ngx.status ----------------------------------------------------------- */
 
+/* ngx.status and ngx.header are writable until the headers are fixed, and
+ * in the header filter, whose job it is to change them. */
+static int
+headers_writable(const mp_request_t *r)
+{
+    return !r->header_sent || r->phase == MP_PHASE_HEADER_FILTER;
+}
+
+
 static int
 ngx_index(lua_State *L)
 {
     const char *key = lua_tostring(L, 2);
     mp_request_t *r;
 
-    if (key != NULL && strcmp(key, "status") == 0) {
+    if (key == NULL) {
+        return 0;
+    }
+    if (strcmp(key, "status") == 0) {
         r = mp_lua_request(L);
         lua_pushinteger(L, r->status);
+        return 1;
+    }
+    if (strcmp(key, "ctx") == 0) {
+        mp_lua_ctx_push(L, mp_lua_request(L));
+        return 1;
+    }
+    if (strcmp(key, "headers_sent") == 0) {
+        r = mp_lua_request(L);
+        lua_pushboolean(L, r->header_sent && r->http_minor > 0);
         return 1;
     }
     return 0;
@@ -259,12 +279,17 @@ ngx_newindex(lua_State *L)
     mp_request_t *r;
     lua_Integer status;
 
+    if (key != NULL && strcmp(key, "ctx") == 0) {
+        lua_settop(L, 3);
+        mp_lua_ctx_set(L, mp_lua_request(L));
+        return 0;
+    }
     if (key == NULL || strcmp(key, "status") != 0) {
         lua_rawset(L, 1);
         return 0;
     }
     r = mp_lua_request(L);
-    if (r->header_sent) {
+    if (!headers_writable(r)) {
         mp_log_error(MP_LOG_ERR, 0, "attempt to set ngx.status after "
                      "sending out response headers");
         return 0;
@@ -275,6 +300,86 @@ ngx_newindex(lua_State *L)
     }
     r->status = (int) status;
     return 0;
+}
+
+
+/* ---- ngx.redirect, ngx.send_headers, ngx.eof --------------------------- */
+
+static int
+ngx_redirect(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+    mp_lua_ctx_t *ctx;
+    lua_Integer status = 302;
+    const char *uri;
+    size_t len;
+    int n = lua_gettop(L);
+
+    if (n != 1 && n != 2) {
+        return luaL_error(L, "expecting one or two arguments");
+    }
+    mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
+    uri = luaL_checklstring(L, 1, &len);
+    if (n == 2) {
+        status = luaL_checkinteger(L, 2);
+        if (status != 301 && status != 302 && status != 303 && status != 307
+            && status != 308) {
+            return luaL_error(L, "only ngx.HTTP_MOVED_TEMPORARILY, "
+                              "ngx.HTTP_MOVED_PERMANENTLY, "
+                              "ngx.HTTP_PERMANENT_REDIRECT, "
+                              "ngx.HTTP_SEE_OTHER, and "
+                              "ngx.HTTP_TEMPORARY_REDIRECT are allowed");
+        }
+    }
+    if (r->header_sent) {
+        return luaL_error(L, "attempt to call ngx.redirect after sending out "
+                          "the headers");
+    }
+    if (memchr(uri, '\r', len) != NULL || memchr(uri, '\n', len) != NULL) {
+        return luaL_error(L, "invalid redirect uri: CR or LF found");
+    }
+    mp_http_set_out_header(r, "Location", 8, uri, len);
+    ctx = mp_lua_ctx(r);
+    ctx->exit_code = (int) status;
+    ctx->exit_kind = MP_LUA_EXIT_STATUS;
+    ctx->exited = 1;
+    return lua_yield(L, 0);
+}
+
+
+static int
+ngx_send_headers(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+
+    mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
+    if (mp_http_send_header(r) != MP_OK) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "nginx output filter error");
+        return 2;
+    }
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
+
+static int
+ngx_eof(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+
+    if (lua_gettop(L) != 0) {
+        return luaL_error(L, "no argument is expected");
+    }
+    mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
+    if (r->eof) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "seen eof");
+        return 2;
+    }
+    mp_http_eof(r);
+    lua_pushinteger(L, 1);
+    return 1;
 }
 
 
@@ -398,7 +503,7 @@ header_newindex(lua_State *L)
     size_t len = header_name(L, name), vlen, i, n;
     const char *v;
 
-    if (r->header_sent) {
+    if (!headers_writable(r)) {
         mp_log_error(MP_LOG_ERR, 0, "attempt to set ngx.header.HEADER after "
                      "sending out response headers");
         return 0;
@@ -441,6 +546,85 @@ header_newindex(lua_State *L)
 }
 
 
+/* ---- ngx.resp.get_headers -------------------------------------------- */
+
+/* Lookups in a get_headers() table ignore case and take '_' for '-'. */
+static int
+resp_headers_index(lua_State *L)
+{
+    char name[MP_LUA_HEADER_NAME_MAX];
+    const char *key;
+    size_t len, i;
+
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        return 0;
+    }
+    key = lua_tolstring(L, 2, &len);
+    if (len >= sizeof(name)) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        char ch = key[i] == '_' ? '-' : key[i];
+
+        name[i] = (char) (ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
+    }
+    lua_pushlstring(L, name, len);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+
+static int
+resp_get_headers(lua_State *L)
+{
+    mp_request_t *r = mp_lua_request(L);
+    lua_Integer max = luaL_optinteger(L, 1, 100);
+    int raw = lua_toboolean(L, 2);
+    char name[MP_LUA_HEADER_NAME_MAX];
+    size_t i, j, count = 0;
+
+    lua_createtable(L, 0, (int) r->nout_headers);
+    for (i = 0; i < r->nout_headers; i++) {
+        mp_header_t *h = &r->out_headers[i];
+
+        if (h->name.len == 0 || h->name.len >= sizeof(name)) {
+            continue;
+        }
+        if (max > 0 && count == (size_t) max) {
+            lua_pushliteral(L, "truncated");
+            return 2;
+        }
+        count++;
+        for (j = 0; j < h->name.len; j++) {
+            char ch = h->name.data[j];
+
+            name[j] = (char) (!raw && ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
+        }
+        lua_pushlstring(L, name, h->name.len);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, h->value.data, h->value.len);
+        } else {
+            if (lua_type(L, -1) != LUA_TTABLE) {
+                lua_createtable(L, 4, 0);
+                lua_insert(L, -2);
+                lua_rawseti(L, -2, 1);
+            }
+            lua_pushlstring(L, h->value.data, h->value.len);
+            lua_rawseti(L, -2, (int) lua_objlen(L, -2) + 1);
+        }
+        lua_rawset(L, -3);
+    }
+    if (!raw) {
+        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_setmetatable(L, -2);
+    }
+    return 1;
+}
+
+
 void
 mp_lua_inject_resp_api(lua_State *L)
 {
@@ -449,6 +633,9 @@ mp_lua_inject_resp_api(lua_State *L)
         { "print", ngx_print },
         { "flush", ngx_flush },
         { "exit", ngx_exit },
+        { "redirect", ngx_redirect },
+        { "send_headers", ngx_send_headers },
+        { "eof", ngx_eof },
         { NULL, NULL },
     };
     const luaL_Reg *f;
@@ -457,6 +644,15 @@ mp_lua_inject_resp_api(lua_State *L)
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);
     }
+
+    /* ngx.resp.get_headers, with its lookup metatable as upvalue */
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, resp_headers_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcclosure(L, resp_get_headers, 1);
+    lua_setfield(L, -2, "get_headers");
+    lua_setfield(L, -2, "resp");
 
     /* ngx.header: a proxy table */
     lua_createtable(L, 0, 0);

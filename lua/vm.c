@@ -59,13 +59,84 @@ mp_lua_request(lua_State *L)
 }
 
 
+mp_request_t *
+mp_lua_set_request(mp_request_t *r)
+{
+    mp_request_t *prev = cur_request;
+
+    cur_request = r;
+    return prev;
+}
+
+
+void
+mp_lua_check_phase(lua_State *L, const mp_request_t *r, unsigned mask)
+{
+    if (!(mask & MP_LUA_PHASE(r->phase))) {
+        luaL_error(L, "API disabled in the context of %s_by_lua*",
+                   mp_phase_names[r->phase]);
+    }
+}
+
+
+/* The request is over: what it held in the registry goes. */
+static void
+ctx_cleanup(void *data)
+{
+    mp_lua_ctx_t *ctx = data;
+
+    if (vm == NULL) {
+        return;
+    }
+    if (ctx->ctx_ref > 0) {
+        luaL_unref(vm, LUA_REGISTRYINDEX, ctx->ctx_ref);
+    }
+    if (ctx->co != NULL) {
+        luaL_unref(vm, LUA_REGISTRYINDEX, ctx->co_ref);
+    }
+}
+
+
 mp_lua_ctx_t *
 mp_lua_ctx(mp_request_t *r)
 {
     if (r->lua_ctx == NULL) {
         r->lua_ctx = mp_pool_calloc(r->pool, sizeof(mp_lua_ctx_t));
+        mp_pool_cleanup_add(r->pool, ctx_cleanup, r->lua_ctx);
     }
     return r->lua_ctx;
+}
+
+
+void
+mp_lua_ctx_push(lua_State *L, mp_request_t *r)
+{
+    mp_lua_ctx_t *ctx = mp_lua_ctx(r);
+
+    if (ctx->ctx_ref <= 0) {
+        lua_createtable(L, 0, 4);
+        lua_pushvalue(L, -1);
+        ctx->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ctx_ref);
+}
+
+
+void
+mp_lua_ctx_set(lua_State *L, mp_request_t *r)
+{
+    mp_lua_ctx_t *ctx = mp_lua_ctx(r);
+
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        luaL_error(L, "ctx should be a table while getting a %s",
+                   luaL_typename(L, -1));
+    }
+    if (ctx->ctx_ref > 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ctx->ctx_ref);
+    }
+    lua_pushvalue(L, -1);
+    ctx->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 
@@ -125,6 +196,7 @@ create_vm(const mp_conf_t *conf)
     mp_lua_inject_req_api(L);
     mp_lua_inject_var_api(L);
     mp_lua_inject_resp_api(L);
+    mp_lua_inject_phase_api(L);
     mp_lua_inject_shdict_api(L, conf);
     lua_pushvalue(L, -1);
     lua_setglobal(L, "ngx");
@@ -194,6 +266,29 @@ traceback(lua_State *L)
     }
     luaL_traceback(L, L, msg, 1);
     return 1;
+}
+
+
+int
+mp_lua_pcall_handler(lua_State *L, mp_conf_handler_t *h, int nargs,
+                     const char *what)
+{
+    int base = lua_gettop(L) - nargs;
+
+    lua_pushcfunction(L, traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    if (nargs > 0) {
+        lua_insert(L, base + 1);
+        lua_insert(L, base + 1);
+    }
+    if (lua_pcall(L, nargs, 0, base + 1) != 0) {
+        mp_log_error(MP_LOG_ERR, 0, "failed to run %s: %s", what,
+                     lua_tostring(L, -1));
+        lua_settop(L, base);
+        return MP_ERROR;
+    }
+    lua_settop(L, base);
+    return MP_OK;
 }
 
 
@@ -321,6 +416,9 @@ log_lua_error(lua_State *co)
 static int
 handle_exit(mp_request_t *r, int code)
 {
+    if (r->phase == MP_PHASE_LOG) {
+        return MP_OK; /* the response is gone; nothing to end */
+    }
     if (code >= 200) {
         if (r->header_sent) {
             mp_http_finalize(r, 0);
@@ -357,7 +455,19 @@ run_handler(mp_request_t *r, mp_conf_handler_t *h)
     }
     if (rc == LUA_YIELD && ctx->exited) {
         release_co(ctx, 0);
-        return handle_exit(r, ctx->exit_code);
+        switch (ctx->exit_kind) {
+        case MP_LUA_EXIT_EXEC:
+        case MP_LUA_EXIT_JUMP:
+            if (ctx->exit_kind == MP_LUA_EXIT_EXEC && ctx->ctx_ref > 0) {
+                /* ngx.exec starts the new location with a fresh ngx.ctx */
+                luaL_unref(vm, LUA_REGISTRYINDEX, ctx->ctx_ref);
+                ctx->ctx_ref = 0;
+            }
+            mp_phases_redirect(r, ctx->exit_kind == MP_LUA_EXIT_EXEC);
+            return MP_DONE;
+        default:
+            return handle_exit(r, ctx->exit_code);
+        }
     }
     if (rc == LUA_YIELD) {
         /* nothing can suspend a request yet (cosockets come later) */

@@ -19,9 +19,16 @@ typedef struct {
     lua_State *co;       /* the request's coroutine while a handler runs */
     int co_ref;          /* its registry reference (pool slot) */
     int exit_code;       /* argument of ngx.exit */
-    unsigned exited:1;   /* ngx.exit was called */
+    int ctx_ref;         /* ngx.ctx table in the registry; 0: none yet */
+    int exit_kind;       /* MP_LUA_EXIT_* */
+    unsigned exited:1;   /* ngx.exit, ngx.exec or a jump yielded */
     unsigned body_read:1;/* ngx.req.read_body was called */
 } mp_lua_ctx_t;
+
+/* Why a handler's coroutine yielded for good (mp_lua_ctx_t.exit_kind). */
+#define MP_LUA_EXIT_STATUS 0 /* ngx.exit(exit_code) */
+#define MP_LUA_EXIT_EXEC 1   /* ngx.exec: r->uri/args already changed */
+#define MP_LUA_EXIT_JUMP 2   /* ngx.req.set_uri(uri, true) */
 
 /* The context of r, created on first use. */
 mp_lua_ctx_t *mp_lua_ctx(mp_request_t *r);
@@ -48,6 +55,31 @@ lua_State *mp_lua_vm(void);
  */
 mp_request_t *mp_lua_request(lua_State *L);
 
+/* Sets the request Lua code runs for; returns the previous one. */
+mp_request_t *mp_lua_set_request(mp_request_t *r);
+
+/*
+ * Phase masks for mp_lua_check_phase: raises OpenResty's "API disabled in
+ * the context of <phase>_by_lua*" unless r->phase is in mask.
+ */
+#define MP_LUA_PHASE(p) (1u << (p))
+#define MP_LUA_PHASES_OUTPUT                                                   \
+    (MP_LUA_PHASE(MP_PHASE_REWRITE) | MP_LUA_PHASE(MP_PHASE_ACCESS)            \
+     | MP_LUA_PHASE(MP_PHASE_CONTENT))
+void mp_lua_check_phase(lua_State *L, const mp_request_t *r, unsigned mask);
+
+/*
+ * Calls handler h with nargs arguments already on L's stack, in protected
+ * mode with a traceback; logs a failure as "failed to run <what>: ...".
+ * Returns MP_OK or MP_ERROR. For code that must not yield (filters).
+ */
+int mp_lua_pcall_handler(lua_State *L, mp_conf_handler_t *h, int nargs,
+                         const char *what);
+
+/* Pushes ngx.ctx of r (created on first use); sets it from the stack top. */
+void mp_lua_ctx_push(lua_State *L, mp_request_t *r);
+void mp_lua_ctx_set(lua_State *L, mp_request_t *r);
+
 /* The same, returning NULL instead of raising. */
 mp_request_t *mp_lua_request_or_null(lua_State *L);
 
@@ -62,6 +94,7 @@ void mp_lua_inject_log_api(lua_State *L);
 void mp_lua_inject_time_api(lua_State *L);
 void mp_lua_inject_worker_api(lua_State *L);
 void mp_lua_inject_consts_api(lua_State *L);
+void mp_lua_inject_phase_api(lua_State *L);
 
 /*
  * ngx.shared: one object per conf->dicts[i] (api_shdict.c). Then, once the

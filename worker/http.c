@@ -34,6 +34,9 @@
 
 #define MP_HTTP_HEADERS_INIT 32
 #define MP_HTTP_LINGER_MSEC 2000
+/* How long an idle keep-alive connection stays open once a graceful stop
+ * began: longer than a typical client's pause between two requests. */
+#define MP_HTTP_SHUTDOWN_GRACE_MSEC 2000
 #define MP_HTTP_OUT_KEEP (64 * 1024) /* larger buffers are freed after use */
 #define MP_HTTP_PIPELINE_DEPTH 8    /* pipelined requests served recursively */
 
@@ -49,6 +52,7 @@ static void process_input(mp_conn_t *c);
 static void send_error(mp_conn_t *c, int status);
 static void start_write(mp_conn_t *c);
 static void after_response(mp_conn_t *c);
+static int conn_idle(const mp_conn_t *c);
 
 static int on_message_begin(http_parser *p);
 static int on_url(http_parser *p, const char *at, size_t len);
@@ -836,6 +840,17 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
         arm_timer(c, c->deadline - mp_time_msec);
         return;
     }
+    if (shutting_down && conn_idle(c)) {
+        /*
+         * A request may have arrived in the same loop iteration as the
+         * timeout: serve it (with "Connection: close") rather than close
+         * the connection under it.
+         */
+        on_read(c->fd, EV_READ, c);
+        if (c->fd < 0 || !conn_idle(c)) {
+            return;
+        }
+    }
     if (c->lingering || c->writing || c->in_handler == 0) {
         if (!c->lingering && c->parse_state != PARSE_IDLE && !c->writing
             && !c->in_handler) {
@@ -1060,20 +1075,41 @@ process_input(mp_conn_t *c)
 }
 
 
+/* An idle keep-alive connection: no request in any stage on it. */
+static int
+conn_idle(const mp_conn_t *c)
+{
+    return c->fd >= 0 && !c->in_handler && !c->writing && !c->lingering
+           && c->parse_state == PARSE_IDLE && c->in.len == c->in_pos;
+}
+
+
+/*
+ * Idle keep-alive connections are not closed at once, as nginx does: a
+ * client may have sent its next request already, or be about to, and
+ * closing under it resets the connection and loses that request. Each one
+ * stays open until it has been quiet for MP_HTTP_SHUTDOWN_GRACE_MSEC (or
+ * its keep-alive timeout, if sooner); a request arriving meanwhile is
+ * answered with "Connection: close" (shutting_down clears keepalive), after
+ * which the connection closes. The worker's shutdown_timeout bounds it all.
+ */
 void
 mp_http_shutdown(void)
 {
-    mp_conn_t *c, *next;
+    mp_conn_t *c;
+    mp_msec_t left;
 
     shutting_down = 1;
-    for (c = conns_head; c != NULL; c = next) {
-        next = c->next;
-        if (!c->in_handler && !c->writing && !c->lingering
-            && c->parse_state == PARSE_IDLE && c->in.len == c->in_pos) {
-            conn_close(c); /* idle keep-alive */
-        } else {
+    for (c = conns_head; c != NULL; c = c->next) {
+        if (!conn_idle(c)) {
             c->closing = 1;
+            continue;
         }
+        left = c->deadline > mp_time_msec ? c->deadline - mp_time_msec : 0;
+        if (left == 0 || left > MP_HTTP_SHUTDOWN_GRACE_MSEC) {
+            left = MP_HTTP_SHUTDOWN_GRACE_MSEC;
+        }
+        arm_timer(c, left);
     }
 }
 
@@ -1207,24 +1243,76 @@ frame_pending(mp_request_t *r)
 }
 
 
+/*
+ * Fixes the status and headers (what OpenResty calls sending them) and runs
+ * the header filter once. A failing header filter ends the connection
+ * without a response, as in nginx.
+ */
+static int
+fix_header(mp_request_t *r)
+{
+    r->header_sent = 1;
+    if (r->status == 0) {
+        r->status = 200;
+    }
+    if (r->header_filtered) {
+        return MP_OK;
+    }
+    r->header_filtered = 1;
+    if (mp_phases_header_filter(r) != MP_OK) {
+        r->conn->broken = 1;
+        r->conn->pending.len = 0;
+        return MP_ERROR;
+    }
+    return MP_OK;
+}
+
+
+int
+mp_http_output_raw(mp_request_t *r, const char *data, size_t len)
+{
+    buf_append(&r->conn->pending, data, len);
+    return MP_OK;
+}
+
+
 int
 mp_http_output(mp_request_t *r, const char *data, size_t len)
 {
     mp_conn_t *c = r->conn;
 
-    if (c->fd < 0 || r->eof) {
+    if (c->fd < 0 || r->eof || c->broken) {
         return MP_ERROR;
     }
-    /* logically, headers are fixed from here on; HTTP/1.0 responses are
-     * buffered whole, so their headers stay open until the end */
-    if (!r->header_sent && r->http_minor > 0) {
-        r->header_sent = 1;
-        if (r->status == 0) {
-            r->status = 200;
+    if (!r->header_sent) {
+        if (r->http_minor == 0) {
+            /* HTTP/1.0 responses are buffered whole (no chunks), so their
+             * headers stay open and the filters run at the end */
+            buf_append(&c->pending, data, len);
+            return MP_OK;
         }
+        if (fix_header(r) != MP_OK) {
+            return MP_ERROR;
+        }
+    }
+    if (mp_phases_has_body_filter(r)) {
+        return mp_phases_body_filter(r, data, len, 0);
     }
     buf_append(&c->pending, data, len);
     return MP_OK;
+}
+
+
+int
+mp_http_send_header(mp_request_t *r)
+{
+    if (r->conn->fd < 0 || r->conn->broken) {
+        return MP_ERROR;
+    }
+    if (r->header_sent || r->http_minor == 0) {
+        return MP_OK;
+    }
+    return fix_header(r);
 }
 
 
@@ -1233,7 +1321,10 @@ mp_http_flush(mp_request_t *r)
 {
     mp_conn_t *c = r->conn;
 
-    if (c->fd < 0 || r->eof) {
+    if (c->fd < 0 || r->eof || c->broken) {
+        return MP_ERROR;
+    }
+    if (!r->header_sent && fix_header(r) != MP_OK) {
         return MP_ERROR;
     }
     if (!r->header_flushed) {
@@ -1373,25 +1464,57 @@ mp_http_abort(mp_request_t *r)
 }
 
 
-void
-mp_http_finalize(mp_request_t *r, int status)
+/* Runs the filters' end of the response: the last header/body filter calls. */
+static int
+filter_last(mp_request_t *r, int status)
+{
+    mp_conn_t *c = r->conn;
+    mp_buf_t whole;
+    int rc;
+
+    if (!r->header_sent) {
+        if (status > 0) {
+            r->status = status;
+        }
+        if (fix_header(r) != MP_OK) {
+            return MP_ERROR;
+        }
+    }
+    if (!mp_phases_has_body_filter(r)) {
+        return MP_OK;
+    }
+    if (r->http_minor > 0 || c->pending.len == 0) {
+        return mp_phases_body_filter(r, "", 0, 1);
+    }
+    /* HTTP/1.0: the whole buffered body goes through the filter at once;
+     * c->out is empty until the header is flushed, so lend it its storage */
+    whole = c->pending;
+    c->pending = c->out;
+    c->pending.len = 0;
+    rc = mp_phases_body_filter(r, whole.data, whole.len, 1);
+    whole.len = 0;
+    c->out = whole;
+    return rc;
+}
+
+
+/* Sends what is left of the response; r->eof from here on. */
+static void
+send_last(mp_request_t *r, int status)
 {
     mp_conn_t *c = r->conn;
 
-    if (r->eof) {
-        return;
-    }
-    if (status > 0 && !r->header_sent) {
-        r->status = status;
-    }
     r->eof = 1;
-    c->in_handler = 0;
-    mp_log_ctx_handler = NULL;
     if (c->fd < 0) {
         return;
     }
+    if (!c->broken && filter_last(r, status) != MP_OK) {
+        c->broken = 1;
+    }
     if (c->broken) {
-        after_response(c);
+        if (!c->in_handler) {
+            after_response(c);
+        }
         return;
     }
     if (!r->header_flushed) {
@@ -1401,7 +1524,6 @@ mp_http_finalize(mp_request_t *r, int status)
         build_header(r, &c->head, (int64_t) len);
         c->head_sent = 0;
         r->header_flushed = 1;
-        r->header_sent = 1;
         if (!r->head) {
             mp_buf_t tmp = c->out;
 
@@ -1421,6 +1543,37 @@ mp_http_finalize(mp_request_t *r, int status)
         }
     }
     start_write(c);
+}
+
+
+void
+mp_http_eof(mp_request_t *r)
+{
+    if (!r->eof) {
+        send_last(r, 0);
+    }
+}
+
+
+void
+mp_http_finalize(mp_request_t *r, int status)
+{
+    mp_conn_t *c = r->conn;
+
+    if (r->finalized) {
+        return;
+    }
+    r->finalized = 1;
+    c->in_handler = 0;
+    mp_log_ctx_handler = NULL;
+    if (!r->eof) {
+        send_last(r, status);
+        return;
+    }
+    /* ngx.eof sent everything already; the handler has now returned */
+    if (c->fd >= 0 && !c->writing) {
+        after_response(c);
+    }
 }
 
 

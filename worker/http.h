@@ -86,6 +86,10 @@ struct mp_request_s {
     unsigned eof:1;                /* the response body is complete */
     unsigned finalized:1;
     unsigned no_default_type:1;    /* the handler cleared Content-Type */
+    unsigned internal:1;           /* reached through ngx.exec */
+    unsigned header_filtered:1;    /* the header filter has run */
+    unsigned body_filter_done:1;   /* the body filter ended the body */
+    unsigned redirects:4;          /* internal redirects so far */
 };
 
 /* Per-connection state; embedded request, events and buffers. */
@@ -129,6 +133,9 @@ struct mp_conn_s {
     unsigned read_ready:1;         /* the socket may hold unread bytes */
     unsigned broken:1;             /* a write failed */
     unsigned send_continue:1;      /* owe "100 Continue" */
+    unsigned io_slow:1;            /* I/O leaves the inline path (io.h) */
+
+    struct mp_tls_conn_s *tls;     /* worker/tls.c's state; NULL: plain */
 
     mp_conn_t *prev;               /* list of open connections */
     mp_conn_t *next;
@@ -157,6 +164,18 @@ void mp_http_shutdown(void);
  * a chunk. Returns MP_OK, or MP_ERROR once the connection is gone.
  */
 int mp_http_output(mp_request_t *r, const char *data, size_t len);
+
+/* Appends to the response body past the filters (body filter output). */
+int mp_http_output_raw(mp_request_t *r, const char *data, size_t len);
+
+/* Fixes status and headers now and runs the header filter (ngx.send_headers). */
+int mp_http_send_header(mp_request_t *r);
+
+/*
+ * Ends the response body now (ngx.eof): the rest is sent while the handler
+ * may go on running; mp_http_finalize() still marks the request's end.
+ */
+void mp_http_eof(mp_request_t *r);
 
 /* Sends the status line, headers and buffered body now (ngx.flush). */
 int mp_http_flush(mp_request_t *r);
