@@ -196,6 +196,8 @@ create_vm(const mp_conf_t *conf)
     mp_lua_inject_req_api(L);
     mp_lua_inject_var_api(L);
     mp_lua_inject_resp_api(L);
+    mp_lua_inject_string_api(L);
+    mp_lua_inject_misc_api(L, conf);
     mp_lua_inject_regex_api(L);
     mp_lua_inject_phase_api(L);
     mp_lua_inject_shdict_api(L, conf);

@@ -94,6 +94,8 @@ void mp_lua_inject_log_api(lua_State *L);
 void mp_lua_inject_time_api(lua_State *L);
 void mp_lua_inject_worker_api(lua_State *L);
 void mp_lua_inject_consts_api(lua_State *L);
+void mp_lua_inject_string_api(lua_State *L);
+void mp_lua_inject_misc_api(lua_State *L, const mp_conf_t *conf);
 void mp_lua_inject_regex_api(lua_State *L);
 void mp_lua_inject_phase_api(lua_State *L);
 
