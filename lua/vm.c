@@ -21,17 +21,8 @@
 #include <luajit.h>
 #include <stdio.h>
 
-#define MP_LUA_CO_POOL 64
-
-typedef struct {
-    lua_State *co;
-    int ref;
-} pooled_co_t;
-
 static lua_State *vm;
 static mp_request_t *cur_request;
-static pooled_co_t co_pool[MP_LUA_CO_POOL];
-static int co_pool_n;
 
 
 lua_State *
@@ -88,11 +79,11 @@ ctx_cleanup(void *data)
     if (vm == NULL) {
         return;
     }
+    if (ctx->running) {
+        mp_lua_threads_abort(ctx->entry.r);
+    }
     if (ctx->ctx_ref > 0) {
         luaL_unref(vm, LUA_REGISTRYINDEX, ctx->ctx_ref);
-    }
-    if (ctx->co != NULL) {
-        luaL_unref(vm, LUA_REGISTRYINDEX, ctx->co_ref);
     }
 }
 
@@ -200,6 +191,9 @@ create_vm(const mp_conf_t *conf)
     mp_lua_inject_misc_api(L, conf);
     mp_lua_inject_regex_api(L);
     mp_lua_inject_phase_api(L);
+    mp_lua_inject_thread_api(L);
+    mp_lua_inject_timer_api(L);
+    mp_lua_inject_sema_api(L);
     mp_lua_inject_shdict_api(L, conf);
     lua_pushvalue(L, -1);
     lua_setglobal(L, "ngx");
@@ -355,130 +349,17 @@ mp_lua_master_init(mp_conf_t *conf, char *err, size_t errlen)
         lua_close(vm);
     }
     vm = L;
-    co_pool_n = 0;
+    mp_lua_sched_reset();
     return MP_OK;
 }
 
 
 /* ---- the runner ---------------------------------------------------------- */
 
-static void
-acquire_co(mp_lua_ctx_t *ctx)
-{
-    if (co_pool_n > 0) {
-        co_pool_n--;
-        ctx->co = co_pool[co_pool_n].co;
-        ctx->co_ref = co_pool[co_pool_n].ref;
-        return;
-    }
-    ctx->co = lua_newthread(vm);
-    ctx->co_ref = luaL_ref(vm, LUA_REGISTRYINDEX);
-}
-
-
-static void
-release_co(mp_lua_ctx_t *ctx, int reusable)
-{
-    if (reusable && co_pool_n < MP_LUA_CO_POOL) {
-        lua_settop(ctx->co, 0);
-        co_pool[co_pool_n].co = ctx->co;
-        co_pool[co_pool_n].ref = ctx->co_ref;
-        co_pool_n++;
-    } else {
-        luaL_unref(vm, LUA_REGISTRYINDEX, ctx->co_ref);
-    }
-    ctx->co = NULL;
-    ctx->co_ref = LUA_NOREF;
-}
-
-
-static void
-log_lua_error(lua_State *co)
-{
-    const char *msg = lua_tostring(co, -1);
-    const char *tb;
-    static const char head[] = "stack traceback:\n";
-
-    if (msg == NULL) {
-        msg = "unknown reason"; /* OpenResty's words for a non-string */
-    }
-    luaL_traceback(vm, co, NULL, 0);
-    tb = lua_tostring(vm, -1);
-    if (strncmp(tb, head, sizeof(head) - 1) == 0) {
-        tb += sizeof(head) - 1;
-    }
-    /* OpenResty's shape, which log scrapers already parse */
-    mp_log_error(MP_LOG_ERR, 0,
-                 "lua entry thread aborted: runtime error: %s\n"
-                 "stack traceback:\ncoroutine 0:\n%s", msg, tb);
-    lua_pop(vm, 1);
-}
-
-
-/* Maps ngx.exit(code) to what the phase engine expects. */
-static int
-handle_exit(mp_request_t *r, int code)
-{
-    if (r->phase == MP_PHASE_LOG) {
-        return MP_OK; /* the response is gone; nothing to end */
-    }
-    if (code >= 200) {
-        if (r->header_sent) {
-            mp_http_finalize(r, 0);
-        } else if (code >= 300 || code == 204) {
-            mp_http_send_error_page(r, code);
-        } else {
-            mp_http_finalize(r, code);
-        }
-        return MP_DONE;
-    }
-    if (code == MP_ERROR || code < 0) {
-        return code == MP_DECLINED ? MP_DECLINED : MP_ERROR;
-    }
-    return MP_OK;
-}
-
-
 static int
 run_handler(mp_request_t *r, mp_conf_handler_t *h)
 {
-    mp_lua_ctx_t *ctx = mp_lua_ctx(r);
-    int rc;
-
-    acquire_co(ctx);
-    lua_rawgeti(ctx->co, LUA_REGISTRYINDEX, h->ref);
-    ctx->exited = 0;
-    cur_request = r;
-    rc = lua_resume(ctx->co, 0);
-    cur_request = NULL;
-
-    if (rc == 0) {
-        release_co(ctx, 1);
-        return MP_OK;
-    }
-    if (rc == LUA_YIELD && ctx->exited) {
-        release_co(ctx, 0);
-        switch (ctx->exit_kind) {
-        case MP_LUA_EXIT_EXEC:
-        case MP_LUA_EXIT_JUMP:
-            if (ctx->exit_kind == MP_LUA_EXIT_EXEC && ctx->ctx_ref > 0) {
-                /* ngx.exec starts the new location with a fresh ngx.ctx */
-                luaL_unref(vm, LUA_REGISTRYINDEX, ctx->ctx_ref);
-                ctx->ctx_ref = 0;
-            }
-            mp_phases_redirect(r, ctx->exit_kind == MP_LUA_EXIT_EXEC);
-            return MP_DONE;
-        default:
-            return handle_exit(r, ctx->exit_code);
-        }
-    }
-    if (rc == LUA_YIELD) {
-        /* nothing can suspend a request yet (cosockets come later) */
-        lua_pushliteral(ctx->co, "attempt to yield across a handler");
-    }
-    log_lua_error(ctx->co);
-    release_co(ctx, 0);
-    return MP_ERROR;
+    return mp_lua_run_entry(r, h->ref);
 }
 
 
@@ -500,7 +381,7 @@ worker_exit(void)
     /* runs __gc of every object (C modules free their buffers there) */
     lua_close(vm);
     vm = NULL;
-    co_pool_n = 0;
+    mp_lua_sched_reset();
 }
 
 
@@ -510,4 +391,5 @@ mp_lua_worker_setup(void)
     mp_phases_set_runner(run_handler);
     mp_worker_init_hook = worker_init;
     mp_worker_exit_hook = worker_exit;
+    mp_lua_timers_setup();
 }

@@ -14,14 +14,18 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "lua/sched.h"
+
 /* Per-request Lua state, allocated from the request pool. */
 typedef struct {
-    lua_State *co;       /* the request's coroutine while a handler runs */
-    int co_ref;          /* its registry reference (pool slot) */
+    mp_lua_thread_t entry;    /* the running phase handler's thread */
+    mp_lua_thread_t *threads; /* its light threads (ngx.thread.spawn) */
+    int live;                 /* light threads not yet ended */
     int exit_code;       /* argument of ngx.exit */
     int ctx_ref;         /* ngx.ctx table in the registry; 0: none yet */
     int exit_kind;       /* MP_LUA_EXIT_* */
     unsigned exited:1;   /* ngx.exit, ngx.exec or a jump yielded */
+    unsigned running:1;  /* a phase handler's threads are active */
     unsigned body_read:1;/* ngx.req.read_body was called */
 } mp_lua_ctx_t;
 
@@ -98,6 +102,11 @@ void mp_lua_inject_string_api(lua_State *L);
 void mp_lua_inject_misc_api(lua_State *L, const mp_conf_t *conf);
 void mp_lua_inject_regex_api(lua_State *L);
 void mp_lua_inject_phase_api(lua_State *L);
+void mp_lua_inject_timer_api(lua_State *L);
+void mp_lua_inject_sema_api(lua_State *L);
+
+/* In a worker: registers the timers' shutdown hooks. */
+void mp_lua_timers_setup(void);
 
 /*
  * ngx.shared: one object per conf->dicts[i] (api_shdict.c). Then, once the

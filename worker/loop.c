@@ -31,6 +31,8 @@ const mp_conf_t *mp_worker_conf;
 struct event_base *mp_worker_base;
 mp_worker_init_cb mp_worker_init_hook;
 mp_worker_exit_cb mp_worker_exit_hook;
+void (*mp_worker_shutdown_hook)(void);
+int (*mp_worker_busy_hook)(void);
 
 static struct event **listen_evs;
 static int accepting;
@@ -97,12 +99,20 @@ set_accepting(int on)
 
 
 void
+mp_worker_check_exit(void)
+{
+    if (exiting && mp_http_active_connections() == 0
+        && (mp_worker_busy_hook == NULL || mp_worker_busy_hook() == 0)) {
+        event_base_loopbreak(mp_worker_base);
+    }
+}
+
+
+void
 mp_worker_conn_closed(void)
 {
     if (exiting) {
-        if (mp_http_active_connections() == 0) {
-            event_base_loopbreak(mp_worker_base);
-        }
+        mp_worker_check_exit();
         return;
     }
     if (!accepting
@@ -182,10 +192,10 @@ on_graceful(int signo)
         close(mp_worker_conf->listens[i].fd);
     }
     mp_http_shutdown();
-    if (mp_http_active_connections() == 0) {
-        event_base_loopbreak(mp_worker_base);
-        return;
+    if (mp_worker_shutdown_hook != NULL) {
+        mp_worker_shutdown_hook(); /* timers fire, premature */
     }
+    mp_worker_check_exit();
     shutdown_timer = evtimer_new(mp_worker_base, on_shutdown_timeout, NULL);
     evtimer_add(shutdown_timer, &tv);
 }

@@ -31,6 +31,17 @@ typedef void (*mp_worker_exit_cb)(void);
 extern mp_worker_exit_cb mp_worker_exit_hook;
 
 /*
+ * Graceful stop: shutdown_hook runs when it begins (lua/ fires pending
+ * timers), and the worker exits only once no connection is left and
+ * busy_hook() (timers still running) returns 0, or shutdown_timeout passed.
+ */
+extern void (*mp_worker_shutdown_hook)(void);
+extern int (*mp_worker_busy_hook)(void);
+
+/* Exits the loop if a graceful stop is under way and nothing is left. */
+void mp_worker_check_exit(void);
+
+/*
  * Runs the worker until it stops; returns the process exit status. conf
  * must have its listening fds opened (conf->listens[i].fd).
  */
