@@ -25,11 +25,24 @@ an entry to SHARED_DICTS). Nothing else has to change.
 INIT = """\
 -- a 4096-byte body built once, not per request
 BODY_4K = string.rep("0123456789abcdef", 255) .. "0123456789abcde\\n"
+-- the shared-dict scenario reads this key on every request
+ngx.shared.bench:set("k", "hello")
 """
 
-SHARED_DICTS = {}
+SHARED_DICTS = {"bench": "10m"}
 
 SCENARIOS = [
+    {
+        # issue 3: a counter and a read on every request (with
+        # BENCH_WORKERS=2 the workers contend for the same keys)
+        "name": "shdict",
+        "path": "/shdict",
+        "content": 'local d = ngx.shared.bench\n'
+                   'd:incr("hits", 1, 0)\n'
+                   'ngx.say(d:get("k"))',
+        "wrk_args": [],
+        "expect": (200, 6),
+    },
     {
         "name": "hello",
         "path": "/hello",
