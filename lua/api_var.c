@@ -18,6 +18,7 @@
 #include "lua/util.h"
 #include "lua/vm.h"
 #include "worker/http.h"
+#include "worker/tls.h"
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -207,18 +208,68 @@ var_server_addr(lua_State *L, mp_request_t *r)
 static int
 var_scheme(lua_State *L, mp_request_t *r)
 {
-    (void) r;
-    lua_pushliteral(L, "http");
+    if (r->conn->tls != NULL) {
+        lua_pushliteral(L, "https");
+    } else {
+        lua_pushliteral(L, "http");
+    }
     return 1;
 }
 
 
-/* "" over plain HTTP; the TLS listener work will answer "on". */
+/* "on" over TLS, "" over plain HTTP (nginx). */
 static int
 var_https(lua_State *L, mp_request_t *r)
 {
-    (void) r;
-    lua_pushliteral(L, "");
+    if (r->conn->tls != NULL) {
+        lua_pushliteral(L, "on");
+    } else {
+        lua_pushliteral(L, "");
+    }
+    return 1;
+}
+
+
+/* The $ssl_* variables are not found (nil) on a plain connection. */
+static int
+var_ssl_protocol(lua_State *L, mp_request_t *r)
+{
+    const char *v = mp_tls_protocol(r->conn);
+
+    if (v == NULL) {
+        lua_pushnil(L);
+    } else {
+        lua_pushstring(L, v);
+    }
+    return 1;
+}
+
+
+static int
+var_ssl_server_name(lua_State *L, mp_request_t *r)
+{
+    const char *v = mp_tls_server_name(r->conn);
+
+    if (v == NULL) {
+        lua_pushnil(L);
+    } else {
+        lua_pushstring(L, v);
+    }
+    return 1;
+}
+
+
+/* "r" for a resumed session, "." otherwise. */
+static int
+var_ssl_session_reused(lua_State *L, mp_request_t *r)
+{
+    if (r->conn->tls == NULL) {
+        lua_pushnil(L);
+    } else if (mp_tls_session_reused(r->conn)) {
+        lua_pushliteral(L, "r");
+    } else {
+        lua_pushliteral(L, ".");
+    }
     return 1;
 }
 
@@ -366,6 +417,9 @@ static const var_t vars[] = {
     VAR("server_name", var_server_name, NULL),
     VAR("scheme", var_scheme, NULL),
     VAR("https", var_https, NULL),
+    VAR("ssl_protocol", var_ssl_protocol, NULL),
+    VAR("ssl_server_name", var_ssl_server_name, NULL),
+    VAR("ssl_session_reused", var_ssl_session_reused, NULL),
     VAR("server_protocol", var_server_protocol, NULL),
     VAR("content_length", var_content_length, NULL),
     VAR("content_type", var_content_type, NULL),

@@ -13,6 +13,7 @@
 #include "master/config.h"
 #include "master/process.h"
 #include "master/signals.h"
+#include "master/tls_check.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 
@@ -74,7 +75,10 @@ test_config(const char *path)
     int rc;
 
     conf = mp_conf_load(path, err, sizeof(err));
-    rc = conf != NULL ? mp_lua_check(conf, err, sizeof(err)) : MP_ERROR;
+    rc = conf != NULL ? mp_tls_check(conf, err, sizeof(err)) : MP_ERROR;
+    if (rc == MP_OK) {
+        rc = mp_lua_check(conf, err, sizeof(err));
+    }
     mp_conf_destroy(conf);
     if (rc != MP_OK) {
         fprintf(stderr, "moonpool: %s\n", err);

@@ -19,6 +19,7 @@
 #include "master/listen.h"
 #include "master/process.h"
 #include "master/signals.h"
+#include "master/tls_check.h"
 #include "master/zones.h"
 #include "worker/loop.h"
 
@@ -615,9 +616,10 @@ reload(void)
 
     mp_log_error(MP_LOG_NOTICE, 0, "reloading \"%s\"", master.conf_path);
     conf = mp_conf_load(master.conf_path, err, sizeof(err));
-    if (conf == NULL) {
+    if (conf == NULL || mp_tls_check(conf, err, sizeof(err)) != MP_OK) {
         mp_log_error(MP_LOG_ERR, 0, "reload failed, configuration kept: %s",
                      err);
+        mp_conf_destroy(conf);
         return;
     }
     running = running_confs(NULL, &n);
@@ -730,6 +732,10 @@ start(mp_conf_t *conf)
     char err[1024];
     int i;
 
+    if (mp_tls_check(conf, err, sizeof(err)) != MP_OK) {
+        mp_log_error(MP_LOG_EMERG, 0, "%s", err);
+        return MP_ERROR;
+    }
     if (mp_listen_open(conf, NULL, 0, MP_LOG_EMERG) != MP_OK) {
         return MP_ERROR;
     }

@@ -21,9 +21,11 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "worker/http.h"
+#include "worker/io.h"
 #include "worker/loop.h"
 #include "worker/phases.h"
 #include "worker/accesslog.h"
+#include "worker/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -46,6 +48,7 @@ static mp_conn_t *conns_head; /* all open connections, for shutdown */
 static int shutting_down;
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_handshake(mp_conn_t *c, int rc);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void on_timeout(evutil_socket_t fd, short what, void *arg);
 static void process_input(mp_conn_t *c);
@@ -762,6 +765,12 @@ mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
                  on_write, c);
     evtimer_assign(&c->ev_timer, mp_worker_base, on_timeout, c);
     arm_timer(c, conf->http.client_header_timeout);
+    mp_io_conn_open(c);
+    if (mp_tls_listen_on(listen)) {
+        /* the handshake counts against client_header_timeout */
+        mp_tls_accept(c, on_handshake);
+        return;
+    }
 
     /*
      * With deferred accept the request is usually here already: serve it
@@ -783,6 +792,7 @@ conn_close(mp_conn_t *c)
     event_del(&c->ev_write);
     event_del(&c->ev_timer);
     c->timer_armed = 0;
+    mp_tls_conn_close(c);
     close(c->fd);
     c->fd = -1;
     mp_pool_reset(c->pool);
@@ -802,6 +812,24 @@ conn_close(mp_conn_t *c)
     free_conns = c;
     nactive--;
     mp_worker_conn_closed();
+}
+
+
+/* A TLS handshake ended: HTTP starts as on a plain connection. */
+static void
+on_handshake(mp_conn_t *c, int rc)
+{
+    int fd = c->fd;
+
+    if (rc != MP_OK) {
+        conn_close(c);
+        return;
+    }
+    arm_timer(c, mp_worker_conf->http.client_header_timeout);
+    on_read(fd, EV_READ, c);
+    if (c->fd == fd) {
+        arm_read(c);
+    }
 }
 
 
@@ -881,10 +909,10 @@ read_input(mp_conn_t *c)
         c->read_ready = 1;
         return MP_OK;
     }
-    n = read(c->fd, c->in.data + c->in.len, room);
+    n = mp_io_read(c, c->in.data + c->in.len, room);
     if (n > 0) {
         c->in.len += (size_t) n;
-        c->read_ready = (size_t) n == room;
+        c->read_ready = (size_t) n == room || mp_io_pending(c);
         return MP_OK;
     }
     c->read_ready = 0;
@@ -939,7 +967,7 @@ drain_input(mp_conn_t *c)
     int i;
 
     for (i = 0; i < 64; i++) {
-        n = read(c->fd, drain, sizeof(drain));
+        n = mp_io_read(c, drain, sizeof(drain));
         if (n > 0) {
             continue;
         }
@@ -996,11 +1024,12 @@ static void
 send_continue(mp_conn_t *c)
 {
     static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct iovec iov = { (void *) line, sizeof(line) - 1 };
     ssize_t n;
 
     c->send_continue = 0;
     /* a 25-byte write to an idle socket buffer does not block */
-    n = write(c->fd, line, sizeof(line) - 1);
+    n = mp_io_writev(c, &iov, 1);
     (void) n;
 }
 
@@ -1366,7 +1395,7 @@ write_some(mp_conn_t *c)
         if (cnt == 0) {
             return MP_OK;
         }
-        n = writev(c->fd, iov, cnt);
+        n = mp_io_writev(c, iov, cnt);
         if (n < 0) {
             if (errno == EAGAIN) {
                 return MP_AGAIN;
