@@ -5,7 +5,7 @@
 #   BENCH_ROUNDS=3        measured runs per server and scenario (median shown)
 #   BENCH_WARMUP=2s       unmeasured run per server and scenario first (0 = none)
 #   BENCH_CONNECTIONS=50  BENCH_THREADS=1   wrk -c / -t
-#   BENCH_SCENARIOS="hello 4k hello-close"  subset, in bench/scenarios.py
+#   BENCH_SCENARIOS="hello 4k hello-close https-hello"  subset, in bench/scenarios.py
 #   BENCH_SERVERS="moonpool nginx"          e.g. "nginx" for nginx only
 #   BENCH_SERVER_CPU=1  BENCH_WRK_CPU=0     taskset CPUs
 #   MOONPOOL_BIN=build/moonpool             binary under test
@@ -57,6 +57,7 @@ scenarios=$(python3 "$helper" scenarios) || exit 1
 # ------------------------------------------------------------- work dir
 mkdir -p "$here/out"
 work=$(mktemp -d "$here/out/run.XXXXXX")
+export BENCH_WORK="$work"  # bench.py finds the run's TLS ports there
 # keep the last 5 runs' configs and logs
 ls -dt "$here"/out/run.* 2>/dev/null | tail -n +6 | while read -r old; do rm -rf "$old"; done
 results="$work/results.jsonl"

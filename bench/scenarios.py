@@ -7,6 +7,9 @@ Each scenario is one location served by both servers with the SAME Lua code:
   content   Lua code of the content handler (identical on both sides)
   wrk_args  extra wrk arguments (a list), e.g. ["-H", "Connection: close"]
   expect    optional: (status, body length) a pre-flight GET must return
+  tls       optional: True to run it over HTTPS (wrk on an https:// URL);
+            both servers then get a second server block on a TLS port with
+            a self-signed certificate generated into the run directory
 
 Several scenarios may share a path (same location, different client
 behaviour); the location is generated once per distinct path.
@@ -63,5 +66,13 @@ SCENARIOS = [
         "content": 'ngx.say("hello")',
         "wrk_args": ["-H", "Connection: close"],
         "expect": (200, 6),
+    },
+    {
+        "name": "https-hello",
+        "path": "/hello",
+        "content": 'ngx.say("hello")',
+        "wrk_args": [],
+        "expect": (200, 6),
+        "tls": True,
     },
 ]
