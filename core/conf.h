@@ -109,6 +109,7 @@ typedef struct {
         const char *user;            /* NULL: keep the current user */
         mp_msec_t shutdown_timeout;
         int max_connections;         /* per worker */
+        mp_msec_t watchdog_timeout;  /* kill a worker stuck so long; 0: off */
     } cluster;
 
     struct {

@@ -1537,6 +1537,8 @@ static const conf_key_t cluster_keys[] = {
              0),
     CONF_KEY(cluster, "max_connections", set_int, max_connections, 1,
              INT_MAX),
+    CONF_KEY(cluster, "watchdog_timeout", set_duration, watchdog_timeout, 0,
+             0),
     KEY_END,
 };
 

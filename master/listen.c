@@ -1,9 +1,10 @@
 /*
  * listen.c: opening and sharing the listening sockets (see listen.h).
  *
- * The sockets are not close-on-exec: a binary upgrade (USR2) will hand them
- * to the new executable. Workers are forked, not executed, so they inherit
- * them either way.
+ * The sockets are not close-on-exec: a binary upgrade (USR2) hands them to
+ * the new executable, which finds them in MOONPOOL_LISTEN_FDS and adopts
+ * each one whose bound address a listener of its config names. Workers
+ * are forked, not executed, so they inherit them either way.
  */
 #include "core/mp_core.h"
 #include "core/log.h"
@@ -13,8 +14,15 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#define MP_LISTEN_INHERIT_MAX 256
+
+/* Sockets handed over by a binary upgrade; -1 once adopted or closed. */
+static int inherited[MP_LISTEN_INHERIT_MAX];
+static size_t ninherited;
 
 
 static int
@@ -119,6 +127,91 @@ failed:
 
 
 int
+mp_listen_inherit(const char *spec)
+{
+    const char *p = spec;
+    char *end;
+    long fd;
+    int on;
+    socklen_t len;
+
+    ninherited = 0;
+    if (spec == NULL || spec[0] == '\0') {
+        return MP_OK;
+    }
+    while (*p != '\0') {
+        errno = 0;
+        fd = strtol(p, &end, 10);
+        if (errno != 0 || end == p || fd < 0 || fd > INT32_MAX
+            || (*end != '=' && *end != ';' && *end != '\0')
+            || ninherited == MP_LISTEN_INHERIT_MAX) {
+            mp_log_error(MP_LOG_EMERG, 0, "invalid MOONPOOL_LISTEN_FDS "
+                         "\"%s\"", spec);
+            return MP_ERROR;
+        }
+        /* only a listening stream socket is worth adopting */
+        len = sizeof(on);
+        if (getsockopt((int) fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1
+            || !on) {
+            mp_log_error(MP_LOG_WARN, errno, "inherited fd %ld is not a "
+                         "listening socket, ignored", fd);
+        } else {
+            inherited[ninherited++] = (int) fd;
+        }
+        p = end + strcspn(end, ";");
+        if (*p == ';') {
+            p++;
+        }
+    }
+    return MP_OK;
+}
+
+
+void
+mp_listen_inherit_done(void)
+{
+    size_t i;
+
+    for (i = 0; i < ninherited; i++) {
+        if (inherited[i] != -1) {
+            close(inherited[i]);
+            inherited[i] = -1;
+        }
+    }
+    ninherited = 0;
+}
+
+
+/* An inherited socket bound to ls's address, taken from the list; or -1. */
+static int
+adopt_inherited(const mp_conf_listen_t *ls)
+{
+    mp_conf_listen_t bound;
+    size_t i;
+    int fd;
+
+    for (i = 0; i < ninherited; i++) {
+        if (inherited[i] == -1) {
+            continue;
+        }
+        bound.socklen = sizeof(bound.sa);
+        if (getsockname(inherited[i], (struct sockaddr *) &bound.sa,
+                        &bound.socklen) == -1) {
+            continue;
+        }
+        if (same_address(ls, &bound)) {
+            fd = inherited[i];
+            inherited[i] = -1;
+            mp_log_error(MP_LOG_NOTICE, 0, "using inherited socket %d for %s",
+                         fd, ls->text);
+            return fd;
+        }
+    }
+    return -1;
+}
+
+
+int
 mp_listen_open(mp_conf_t *conf, mp_conf_t *const *running, size_t nrunning,
                int level)
 {
@@ -132,6 +225,9 @@ mp_listen_open(mp_conf_t *conf, mp_conf_t *const *running, size_t nrunning,
     for (i = 0; i < conf->nlistens; i++) {
         ls = &conf->listens[i];
         fd = find_running(ls, running, nrunning);
+        if (fd == -1) {
+            fd = adopt_inherited(ls);
+        }
         if (fd == -1) {
             fd = open_one(ls, level);
             if (fd == -1) {

@@ -30,6 +30,18 @@ int mp_listen_open(mp_conf_t *conf, mp_conf_t *const *running,
                    size_t nrunning, int level);
 
 /*
+ * Binary upgrade: spec is MOONPOOL_LISTEN_FDS ("5=127.0.0.1:8080;6=..."),
+ * or NULL. Remembers each fd that is a listening socket, so that the next
+ * mp_listen_open() takes it for the listener bound to the same address
+ * instead of binding again (which would fail: the old master holds it).
+ * Returns MP_ERROR after logging at emerg when spec is malformed.
+ */
+int mp_listen_inherit(const char *spec);
+
+/* Closes the inherited sockets mp_listen_open() did not adopt. */
+void mp_listen_inherit_done(void);
+
+/*
  * Closes conf's listening sockets except those whose fd one of
  * keep[0..nkeep) also uses, and resets conf's fds to -1. The master calls
  * it when a generation is gone, so a socket is closed exactly once: when

@@ -5,12 +5,14 @@
  *   moonpool [-c FILE]              run (FILE defaults to etc/moonpool.yaml)
  *   moonpool -t [-c FILE]           check FILE and compile its Lua handlers
  *   moonpool -s SIGNAL [-c FILE]    signal the master named in the pid file
+ *   moonpool -s reload --wait ...   and wait for the reload's outcome
  *   moonpool -v | -h                versions, usage
  */
 #include "core/mp_core.h"
 #include "core/conf.h"
 #include "lua/vm.h"
 #include "master/config.h"
+#include "master/notify.h"
 #include "master/process.h"
 #include "master/signals.h"
 #include "master/tls_check.h"
@@ -19,6 +21,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <getopt.h>
 #include <http_parser.h>
 #include <luajit.h>
 #include <openssl/crypto.h>
@@ -28,6 +31,11 @@
 #include <yaml.h>
 
 #define MP_DEFAULT_CONF "etc/moonpool.yaml"
+
+/* "-s reload --wait" gives up after this long (systemd's own
+ * TimeoutSec for ExecReload is shorter by default). */
+#define MP_WAIT_MSEC (10 * 60 * 1000)
+#define MP_WAIT_POLL_USEC 20000
 
 
 static void
@@ -39,7 +47,10 @@ usage(FILE *out)
             "  -c FILE    configuration file (default: " MP_DEFAULT_CONF ")\n"
             "  -t         test the configuration and its Lua code, then exit\n"
             "  -s SIGNAL  send SIGNAL to the running master: reload, quit,\n"
-            "             stop or reopen\n"
+            "             stop, reopen or upgrade\n"
+            "  --wait     with -s reload: wait until the new workers serve\n"
+            "             (exit 0) or the reload failed (exit 1, reason on\n"
+            "             stderr)\n"
             "  -v         print the version and library versions, then exit\n"
             "  -h         print this help, then exit\n");
 }
@@ -60,10 +71,12 @@ version(void)
            "  OpenSSL     %s\n"
            "  libyaml     %s\n"
            "  PCRE2       %s\n"
-           "  http-parser %lu.%lu.%lu\n",
+           "  http-parser %lu.%lu.%lu\n"
+           "  systemd     %s\n",
            LUAJIT_VERSION, event_get_version(),
            OpenSSL_version(OPENSSL_VERSION), yaml_get_version_string(),
-           pcre, (hp >> 16) & 255, (hp >> 8) & 255, hp & 255);
+           pcre, (hp >> 16) & 255, (hp >> 8) & 255, hp & 255,
+           mp_notify_available() ? "sd_notify" : "no");
 }
 
 
@@ -124,9 +137,50 @@ read_pid(const char *path)
 }
 
 
+/*
+ * "-s reload --wait": the reload this command asked for is any reload the
+ * master begins after the status file was read here (the config was
+ * written before this command ran), so wait for a finished reload with a
+ * greater sequence number. Returns the exit status.
+ */
 static int
-send_signal(const char *path, const char *action)
+wait_reload(const char *status_path, unsigned seq0, pid_t pid)
 {
+    char state[16], msg[2048];
+    unsigned seq, gen;
+    long waited;
+    int rc;
+
+    for (waited = 0; waited < MP_WAIT_MSEC * 1000L;
+         waited += MP_WAIT_POLL_USEC) {
+        rc = mp_reload_status_read(status_path, &seq, state, sizeof(state),
+                                   &gen, msg, sizeof(msg));
+        if (rc == MP_OK && seq > seq0 && strcmp(state, "running") != 0) {
+            if (strcmp(state, "ok") == 0) {
+                fprintf(stderr, "moonpool: reloaded, generation %u\n", gen);
+                return 0;
+            }
+            fprintf(stderr, "moonpool: reload failed: %s\n", msg);
+            return 1;
+        }
+        if (kill(pid, 0) == -1 && errno == ESRCH) {
+            fprintf(stderr, "moonpool: the master (pid %d) exited during "
+                    "the reload\n", (int) pid);
+            return 1;
+        }
+        usleep(MP_WAIT_POLL_USEC);
+    }
+    fprintf(stderr, "moonpool: no reload result in \"%s\" after %d s\n",
+            status_path, MP_WAIT_MSEC / 1000);
+    return 1;
+}
+
+
+static int
+send_signal(const char *path, const char *action, int wait)
+{
+    char state[16], msg[2048], *status_path = NULL;
+    unsigned seq0 = 0, gen;
     char err[1024];
     mp_conf_t *conf;
     int signo, rc = 1;
@@ -135,26 +189,39 @@ send_signal(const char *path, const char *action)
     signo = mp_signals_find(action);
     if (signo == -1) {
         fprintf(stderr, "moonpool: invalid signal \"%s\": use reload, quit, "
-                "stop or reopen\n", action);
+                "stop, reopen or upgrade\n", action);
         return 1;
     }
     conf = mp_conf_load(path, err, sizeof(err));
     if (conf == NULL) {
-        fprintf(stderr, "moonpool: %s\n", err);
+        /* the master would refuse it too: its config stays in force */
+        fprintf(stderr, "moonpool: %s%s\n", wait ? "reload failed: " : "",
+                err);
         return 1;
     }
     if (conf->cluster.pid_file == NULL) {
         fprintf(stderr, "moonpool: \"%s\" sets no cluster.pid_file, cannot "
                 "find the master\n", path);
     } else if ((pid = read_pid(conf->cluster.pid_file)) != -1) {
+        if (wait) {
+            status_path = mp_reload_status_path(conf->cluster.pid_file);
+            if (mp_reload_status_read(status_path, &seq0, state,
+                                      sizeof(state), &gen, msg, sizeof(msg))
+                == MP_ERROR) {
+                fprintf(stderr, "moonpool: cannot read \"%s\"\n",
+                        status_path);
+                seq0 = 0;
+            }
+        }
         if (kill(pid, signo) == 0) {
-            rc = 0;
+            rc = wait ? wait_reload(status_path, seq0, pid) : 0;
         } else {
             fprintf(stderr, "moonpool: kill(%d, %s) failed (%d: %s)%s\n",
                     (int) pid, mp_signals_name(signo), errno, strerror(errno),
                     errno == ESRCH ? "; stale pid file?" : "");
         }
     }
+    free(status_path);
     mp_conf_destroy(conf);
     return rc;
 }
@@ -163,12 +230,19 @@ send_signal(const char *path, const char *action)
 int
 main(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        { "wait", no_argument, NULL, 'W' },
+        { NULL, 0, NULL, 0 },
+    };
     const char *conf = MP_DEFAULT_CONF, *action = NULL;
-    int c, test = 0;
+    int c, test = 0, wait = 0;
 
     opterr = 0;
-    while ((c = getopt(argc, argv, "c:ts:vh")) != -1) {
+    while ((c = getopt_long(argc, argv, "c:ts:vh", longopts, NULL)) != -1) {
         switch (c) {
+        case 'W':
+            wait = 1;
+            break;
         case 'c':
             conf = optarg;
             break;
@@ -185,6 +259,12 @@ main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
+            if (optopt == 0) {
+                fprintf(stderr, "moonpool: invalid option \"%s\"\n",
+                        argv[optind - 1]);
+                usage(stderr);
+                return 1;
+            }
             fprintf(stderr, "moonpool: invalid option \"-%c\"%s\n", optopt,
                     optopt == 'c' || optopt == 's' ? " (needs an argument)"
                                                    : "");
@@ -201,8 +281,12 @@ main(int argc, char **argv)
     if (test) {
         return test_config(conf);
     }
+    if (wait && (action == NULL || strcmp(action, "reload") != 0)) {
+        fprintf(stderr, "moonpool: --wait goes with -s reload\n");
+        return 1;
+    }
     if (action != NULL) {
-        return send_signal(conf, action);
+        return send_signal(conf, action, wait);
     }
     return mp_process_master(conf, argc, argv);
 }

@@ -6,10 +6,28 @@
  * A worker slot keeps its id across respawns, so "worker 1" is always the
  * second worker of its generation.
  *
- * The master keeps every signal it handles blocked and sleeps in
- * sigsuspend(); deadlines (respawn after a back-off, SIGKILL after a stop
- * timeout) are one ITIMER_REAL armed for the nearest of them. So the master
- * never polls and never misses a SIGCHLD that arrives between two checks.
+ * The master keeps every signal it handles blocked and sleeps in ppoll()
+ * on the notify pipe with them unblocked (sigsuspend() plus one fd);
+ * deadlines (respawn after a back-off, SIGKILL after a stop timeout, the
+ * watchdog's next look, a reload that takes too long) are one ITIMER_REAL
+ * armed for the nearest of them. So the master never polls and never
+ * misses a SIGCHLD that arrives between two checks.
+ *
+ * A reload is validate -> map zones -> fork the new generation -> wait
+ * until each of its workers reported ready on the notify pipe -> QUIT the
+ * old generation. Until then the old generation serves alone; if a new
+ * worker dies before it is ready, the new generation is stopped and the
+ * old one keeps serving. The outcome goes to the status file that
+ * "moonpool -s reload --wait" reads and to systemd (notify.h).
+ *
+ * Each generation has a heartbeat board (worker/heartbeat.h): the watchdog
+ * kills a worker whose loop stopped stamping its slot for longer than
+ * cluster.watchdog_timeout, and the reaper respawns it.
+ *
+ * USR2 (binary upgrade) forks a child that executes the binary again with
+ * the listening sockets listed in MOONPOOL_LISTEN_FDS; the new master
+ * adopts them, starts its workers and, once they are ready, sends QUIT to
+ * the old master, which drains its workers and exits.
  */
 #include "core/mp_core.h"
 #include "core/conf.h"
@@ -18,13 +36,19 @@
 #include "master/config.h"
 #include "master/listen.h"
 #include "master/process.h"
+#include "master/notify.h"
 #include "master/signals.h"
 #include "master/tls_check.h"
 #include "master/zones.h"
+#include "worker/heartbeat.h"
 #include "worker/loop.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
@@ -52,6 +76,16 @@
 /* How long a failed fork() waits before the next attempt. */
 #define MP_FORK_RETRY_MSEC 1000
 
+/*
+ * How long the workers of a new generation may take to accept (their
+ * lua.init_worker runs first) before the reload is given up.
+ */
+#define MP_START_TIMEOUT_MSEC 60000
+
+/* The environment a binary upgrade passes the listening sockets in. */
+#define MP_ENV_LISTEN_FDS "MOONPOOL_LISTEN_FDS"
+#define MP_ENV_UPGRADE_FROM "MOONPOOL_UPGRADE_FROM"
+
 enum { MP_STOP_NONE = 0, MP_STOP_GRACEFUL, MP_STOP_FAST };
 
 typedef struct {
@@ -62,6 +96,7 @@ typedef struct {
     mp_msec_t window_start;  /* first death counted in deaths */
     int deaths;
     mp_msec_t backoff;       /* 0: respawn at once */
+    int ready;               /* accepts: reported ready, not yet draining */
 } mp_proc_t;
 
 typedef struct mp_generation_s mp_generation_t;
@@ -73,6 +108,9 @@ struct mp_generation_s {
     int nprocs;
     int stopping;            /* told to stop: dead workers stay dead */
     mp_msec_t kill_at;       /* SIGKILL what is left then; 0: no deadline */
+    mp_heartbeat_slot_t *board; /* one slot per proc, or NULL */
+    uid_t uid;               /* cluster.user, resolved; (uid_t) -1: keep */
+    gid_t gid;
     mp_generation_t *older;
 };
 
@@ -86,6 +124,19 @@ static struct {
     sigset_t wait_mask;
     char *title;                  /* argv area, reused for worker titles */
     size_t title_size;
+    int notify_rd;                /* workers write their pid when ready */
+    int notify_wr;
+    mp_generation_t *starting;    /* a reload waiting for its workers */
+    mp_msec_t starting_deadline;
+    unsigned reload_seq;          /* reloads begun, for the status file */
+    char *status_path;            /* reload status file, or NULL */
+    int announced;                /* READY=1 sent for the first generation */
+    int reload_done;              /* old workers told to stop; report when
+                                     none of them accepts any more */
+    mp_msec_t watchdog_at;        /* next watchdog look; 0: off */
+    char exe[PATH_MAX];           /* this binary, for USR2 */
+    pid_t upgrade_pid;            /* a new master started by USR2, or 0 */
+    pid_t upgrade_from;           /* the master that executed us, or 0 */
 } master;
 
 
@@ -180,15 +231,59 @@ pid_file_remove(void)
         n = read(fd, buf, sizeof(buf) - 1);
         close(fd);
         buf[n > 0 ? n : 0] = '\0';
-        if (atoi(buf) == (int) master.pid
-            && unlink(master.pid_file) == -1)
-        {
-            mp_log_error(MP_LOG_ALERT, errno, "unlink() \"%s\" failed",
-                         master.pid_file);
+        if (atoi(buf) == (int) master.pid) {
+            if (unlink(master.pid_file) == -1) {
+                mp_log_error(MP_LOG_ALERT, errno, "unlink() \"%s\" failed",
+                             master.pid_file);
+            }
+            /* the reload status file goes with it (a new master owns both
+             * after a binary upgrade) */
+            if (master.status_path != NULL) {
+                unlink(master.status_path);
+            }
         }
     }
     free(master.pid_file);
     master.pid_file = NULL;
+}
+
+
+/* The generation that serves: the newest one not told to stop. */
+static mp_generation_t *
+serving(void)
+{
+    mp_generation_t *gen;
+
+    for (gen = master.generations; gen != NULL; gen = gen->older) {
+        if (!gen->stopping && gen != master.starting) {
+            return gen;
+        }
+    }
+    return NULL;
+}
+
+
+static void
+status_write(const char *state, const char *message)
+{
+    mp_generation_t *gen = serving();
+
+    if (master.status_path != NULL) {
+        mp_reload_status_write(master.status_path, master.reload_seq, state,
+                               gen != NULL ? gen->number : 0, message);
+    }
+}
+
+
+/* "READY=1" plus the STATUS= line systemd shows for a serving master. */
+static void
+notify_ready(const char *extra)
+{
+    mp_generation_t *gen = serving();
+
+    mp_notify("READY=1\nSTATUS=%s%sserving, generation %u, %d workers",
+              extra != NULL ? extra : "", extra != NULL ? "; " : "",
+              gen != NULL ? gen->number : 0, gen != NULL ? gen->nprocs : 0);
 }
 
 
@@ -243,6 +338,44 @@ close_other_listeners(const mp_generation_t *mine)
 }
 
 
+/*
+ * cluster.user: a worker started as root gives up root once the sockets are
+ * bound (they are inherited open). The master stays root, so that it can
+ * bind new addresses on reload and write the pid file.
+ */
+static int
+drop_privileges(const mp_generation_t *gen)
+{
+    const char *user = gen->conf->cluster.user;
+
+    if (gen->uid == (uid_t) -1 || geteuid() != 0) {
+        return MP_OK;
+    }
+    if (setgid(gen->gid) == -1) {
+        mp_log_error(MP_LOG_EMERG, errno, "setgid(%d) failed",
+                     (int) gen->gid);
+        return MP_ERROR;
+    }
+    if (initgroups(user, gen->gid) == -1) {
+        mp_log_error(MP_LOG_EMERG, errno, "initgroups(\"%s\") failed", user);
+        return MP_ERROR;
+    }
+    if (setuid(gen->uid) == -1) {
+        mp_log_error(MP_LOG_EMERG, errno, "setuid(%d) failed",
+                     (int) gen->uid);
+        return MP_ERROR;
+    }
+    /* setuid() clears the dumpable flag; PDEATHSIG must survive it too */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) == -1) {
+        mp_log_error(MP_LOG_ALERT, errno, "prctl(PR_SET_PDEATHSIG) failed");
+    }
+    if (getppid() != master.pid) {
+        return MP_ERROR;
+    }
+    return MP_OK;
+}
+
+
 static void __attribute__((noreturn))
 worker_main(mp_generation_t *gen, int id)
 {
@@ -261,6 +394,12 @@ worker_main(mp_generation_t *gen, int id)
         exit(1);
     }
     close_other_listeners(gen);
+    close(master.notify_rd);
+    mp_heartbeat_attach(gen->board != NULL ? &gen->board[id] : NULL,
+                        master.notify_wr);
+    if (drop_privileges(gen) != MP_OK) {
+        exit(2);
+    }
     snprintf(title, sizeof(title), "moonpool: worker %d", id);
     snprintf(comm, sizeof(comm), "moonpool w%d", id);
     title_set(title, comm);
@@ -275,6 +414,10 @@ spawn(mp_generation_t *gen, mp_proc_t *p)
 {
     pid_t pid;
 
+    if (gen->board != NULL) {
+        mp_heartbeat_reset(&gen->board[p->id]);
+    }
+    p->ready = 0;
     /* Buffered stdio output would otherwise be written by both processes. */
     fflush(NULL);
     pid = fork();
@@ -296,19 +439,93 @@ spawn(mp_generation_t *gen, mp_proc_t *p)
 }
 
 
+/*
+ * Resolves cluster.user of conf when the master runs as root; it is ignored
+ * otherwise, as in nginx, and *uid, *gid are then (uid_t) -1, (gid_t) -1.
+ * On failure returns MP_ERROR with the reason in err.
+ */
+static int
+resolve_user(const mp_conf_t *conf, uid_t *uid, gid_t *gid, char *err,
+             size_t errlen)
+{
+    const char *user = conf->cluster.user;
+    struct passwd *pw;
+
+    *uid = (uid_t) -1;
+    *gid = (gid_t) -1;
+    if (user == NULL || geteuid() != 0) {
+        return MP_OK;
+    }
+    errno = 0;
+    pw = getpwnam(user);
+    if (pw == NULL) {
+        snprintf(err, errlen, "%s: cluster.user \"%s\" %s", conf->file,
+                 user, errno != 0 ? strerror(errno) : "does not exist");
+        return MP_ERROR;
+    }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return MP_OK;
+}
+
+
+/*
+ * Workers that dropped root must still reopen the logs on USR1: the master
+ * creates the log files and gives them to the workers' user.
+ */
+static void
+prepare_logs(const mp_generation_t *gen)
+{
+    const char *paths[2];
+    size_t i;
+    int fd;
+
+    if (gen->uid == (uid_t) -1) {
+        return;
+    }
+    paths[0] = strcmp(gen->conf->log.error, "stderr") != 0
+                   ? gen->conf->log.error : NULL;
+    paths[1] = gen->conf->log.access;
+    for (i = 0; i < mp_nelems(paths); i++) {
+        if (paths[i] == NULL) {
+            continue;
+        }
+        fd = open(paths[i], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd == -1) {
+            mp_log_error(MP_LOG_ERR, errno, "open() \"%s\" failed", paths[i]);
+            continue;
+        }
+        if (fchown(fd, gen->uid, gen->gid) == -1) {
+            mp_log_error(MP_LOG_ERR, errno, "fchown() \"%s\" failed",
+                         paths[i]);
+        }
+        close(fd);
+    }
+}
+
+
+/* conf was checked with resolve_user() already. */
 static mp_generation_t *
 generation_create(mp_conf_t *conf)
 {
     mp_generation_t *gen = mp_calloc(1, sizeof(*gen));
+    char err[256];
     int i;
 
     gen->conf = conf;
+    if (resolve_user(conf, &gen->uid, &gen->gid, err, sizeof(err))
+        != MP_OK) {
+        mp_log_error(MP_LOG_ALERT, 0, "%s", err);
+    }
     gen->number = ++master.last_number;
     gen->nprocs = conf->cluster.workers > 0 ? conf->cluster.workers : 1;
     gen->procs = mp_calloc((size_t) gen->nprocs, sizeof(mp_proc_t));
     for (i = 0; i < gen->nprocs; i++) {
         gen->procs[i].id = i;
     }
+    /* Without a board there is no watchdog, and readiness is not seen. */
+    gen->board = mp_heartbeat_create(gen->nprocs);
+    prepare_logs(gen);
     gen->older = master.generations;
     master.generations = gen;
     return gen;
@@ -332,9 +549,11 @@ generation_destroy(mp_generation_t *gen)
     keep = running_confs(NULL, &n);
     mp_listen_close(gen->conf, keep, n);
     free(keep);
-    mp_zones_release(gen->conf, master.generations ? master.generations->conf
-                                                   : NULL);
+    mp_zones_release(gen->conf, serving() != NULL ? serving()->conf
+                     : master.generations != NULL ? master.generations->conf
+                                                  : NULL);
     mp_conf_destroy(gen->conf);
+    mp_heartbeat_destroy(gen->board, gen->nprocs);
     free(gen->procs);
     free(gen);
 }
@@ -429,6 +648,11 @@ log_exit(const mp_generation_t *gen, const mp_proc_t *p, pid_t pid,
         mp_log_error(level, 0, "worker %d (pid %d) exited with code %d",
                      p->id, (int) pid, WEXITSTATUS(status));
     } else if (WIFSIGNALED(status)) {
+        /* our own QUIT or TERM, taken before the worker's loop handled it */
+        if (expected && (WTERMSIG(status) == SIGQUIT
+                         || WTERMSIG(status) == SIGTERM)) {
+            level = MP_LOG_NOTICE;
+        }
         mp_log_error(level, 0, "worker %d (pid %d) exited on signal %d%s",
                      p->id, (int) pid, WTERMSIG(status),
                      WCOREDUMP(status) ? " (core dumped)" : "");
@@ -455,11 +679,44 @@ find_proc(pid_t pid, mp_generation_t **genp, mp_proc_t **pp)
 }
 
 
+/* Forward: the reload steps below call each other through the reaper. */
+static void abort_reload(const char *why);
+static void respawn_missing(mp_generation_t *gen);
+
+
+/*
+ * A new master started by USR2 exited. Before it took over, that means the
+ * upgrade failed: this master keeps serving and claims the pid file back.
+ */
+static void
+upgrade_exited(pid_t pid, int status)
+{
+    master.upgrade_pid = 0;
+    if (master.stop != MP_STOP_NONE) {
+        mp_log_error(MP_LOG_NOTICE, 0, "new master (pid %d) exited",
+                     (int) pid);
+        return;
+    }
+    mp_log_error(MP_LOG_ERR, 0, "binary upgrade failed: new master (pid %d) "
+                 "exited with %s %d, still serving", (int) pid,
+                 WIFEXITED(status) ? "code" : "signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    if (master.pid_file != NULL) {
+        char *path = master.pid_file;
+
+        master.pid_file = NULL;
+        pid_file_write(path);
+        free(path);
+    }
+}
+
+
 static void
 reap(void)
 {
     mp_generation_t *gen;
     mp_msec_t now, delay;
+    char why[128];
     mp_proc_t *p;
     pid_t pid;
     int status;
@@ -476,6 +733,10 @@ reap(void)
             }
             continue;
         }
+        if (pid == master.upgrade_pid) {
+            upgrade_exited(pid, status);
+            continue;
+        }
         if (!find_proc(pid, &gen, &p)) {
             mp_log_error(MP_LOG_INFO, 0, "reaped unknown child %d",
                          (int) pid);
@@ -485,6 +746,19 @@ reap(void)
         mp_zones_recover(pid);
         p->pid = 0;
         if (gen->stopping || master.stop != MP_STOP_NONE) {
+            continue;
+        }
+        if (gen == master.starting && !p->ready) {
+            snprintf(why, sizeof(why), "worker %d of generation %u exited "
+                     "before it was ready", p->id, gen->number);
+            abort_reload(why);
+            continue;
+        }
+        if (master.starting != NULL && gen != master.starting) {
+            /*
+             * The master's Lua state belongs to the starting config now; a
+             * worker of the old one is respawned only if the reload fails.
+             */
             continue;
         }
         now = now_msec();
@@ -501,15 +775,83 @@ reap(void)
 }
 
 
+/*
+ * The watchdog: SIGKILLs each ready worker whose loop did not stamp its
+ * slot for longer than its generation's watchdog_timeout; the reaper then
+ * respawns it like any crashed worker.
+ */
+static void
+watchdog(mp_msec_t now)
+{
+    mp_heartbeat_slot_t *slot;
+    mp_generation_t *gen;
+    mp_msec_t timeout, beat;
+    char running[MP_HEARTBEAT_RUNNING_LEN];
+    mp_proc_t *p;
+    int i;
+
+    for (gen = master.generations; gen != NULL; gen = gen->older) {
+        timeout = gen->conf->cluster.watchdog_timeout;
+        for (i = 0; timeout > 0 && gen->board != NULL && i < gen->nprocs;
+             i++) {
+            p = &gen->procs[i];
+            slot = &gen->board[i];
+            if (p->pid == 0 || !p->ready
+                || __atomic_load_n(&slot->pid, __ATOMIC_ACQUIRE) != p->pid) {
+                continue;
+            }
+            beat = __atomic_load_n(&slot->beat, __ATOMIC_ACQUIRE);
+            if (now - beat <= timeout) {
+                continue;
+            }
+            memcpy(running, slot->running, sizeof(running));
+            running[sizeof(running) - 1] = '\0';
+            mp_log_error(MP_LOG_ALERT, 0, "worker %d (pid %d) is stuck: its "
+                         "loop did not run for %lld ms (watchdog_timeout "
+                         "%lld ms), last running \"%s\"; killing it", p->id,
+                         (int) p->pid, (long long) (now - beat),
+                         (long long) timeout,
+                         running[0] != '\0' ? running : "-");
+            kill(p->pid, SIGKILL);
+            p->ready = 0; /* killed once; the reaper does the rest */
+        }
+    }
+}
+
+
+/* When the watchdog looks next: half the smallest timeout from now. */
+static mp_msec_t
+watchdog_next(mp_msec_t now)
+{
+    mp_generation_t *gen;
+    mp_msec_t t, period = 0;
+
+    for (gen = master.generations; gen != NULL; gen = gen->older) {
+        t = gen->conf->cluster.watchdog_timeout;
+        if (t > 0 && (period == 0 || t < period)) {
+            period = t;
+        }
+    }
+    return period == 0 ? 0 : now + mp_max(period / 2, 10);
+}
+
+
 /* Acts on deadlines that passed: SIGKILL stragglers, delayed respawns. */
 static void
 run_deadlines(void)
 {
     mp_generation_t *gen;
     mp_msec_t now = now_msec();
+    char why[128];
     mp_proc_t *p;
     int i;
 
+    if (master.starting != NULL && now >= master.starting_deadline) {
+        snprintf(why, sizeof(why), "the workers of generation %u were not "
+                 "ready within %d s", master.starting->number,
+                 MP_START_TIMEOUT_MSEC / 1000);
+        abort_reload(why);
+    }
     for (gen = master.generations; gen != NULL; gen = gen->older) {
         for (i = 0; i < gen->nprocs; i++) {
             p = &gen->procs[i];
@@ -519,8 +861,8 @@ run_deadlines(void)
                              "killing it", p->id, (int) p->pid);
                 kill(p->pid, SIGKILL);
             }
-            if (!gen->stopping && p->respawn_at != 0 && now >= p->respawn_at
-                && p->pid == 0)
+            if (!gen->stopping && master.starting == NULL
+                && p->respawn_at != 0 && now >= p->respawn_at && p->pid == 0)
             {
                 spawn(gen, p);
             }
@@ -528,6 +870,10 @@ run_deadlines(void)
         if (gen->kill_at != 0 && now >= gen->kill_at) {
             gen->kill_at = 0;
         }
+    }
+    if (master.watchdog_at == 0 || now >= master.watchdog_at) {
+        watchdog(now);
+        master.watchdog_at = watchdog_next(now);
     }
 }
 
@@ -553,6 +899,13 @@ arm_timer(void)
             }
         }
     }
+    if (master.starting != NULL
+        && (next == 0 || master.starting_deadline < next)) {
+        next = master.starting_deadline;
+    }
+    if (master.watchdog_at != 0 && (next == 0 || master.watchdog_at < next)) {
+        next = master.watchdog_at;
+    }
     memset(&it, 0, sizeof(it));
     if (next != 0) {
         now = now_msec();
@@ -574,9 +927,24 @@ begin_stop(int how)
     if (how <= master.stop) {
         return; /* a stop at least as fast is already under way */
     }
+    if (how == MP_STOP_GRACEFUL && master.upgrade_pid != 0) {
+        /*
+         * The new master of a binary upgrade sends QUIT once its workers
+         * serve: systemd follows it as the main process, this one only
+         * drains.
+         */
+        mp_log_error(MP_LOG_NOTICE, 0, "binary upgrade: new master (pid %d) "
+                     "took over, stopping gracefully",
+                     (int) master.upgrade_pid);
+        mp_notify("MAINPID=%d", (int) master.upgrade_pid);
+        master.upgrade_pid = 0;
+    } else {
+        mp_log_error(MP_LOG_NOTICE, 0, "%s",
+                     how == MP_STOP_FAST ? "fast stop" : "graceful stop");
+        mp_notify("STOPPING=1\nSTATUS=stopping");
+    }
     master.stop = how;
-    mp_log_error(MP_LOG_NOTICE, 0, "%s",
-                 how == MP_STOP_FAST ? "fast stop" : "graceful stop");
+    master.starting = NULL;
     for (gen = master.generations; gen != NULL; gen = gen->older) {
         if (how == MP_STOP_FAST) {
             generation_stop(gen, SIGTERM, MP_FAST_STOP_MSEC);
@@ -595,59 +963,81 @@ reopen_logs(void)
     mp_log_error(MP_LOG_NOTICE, 0, "reopening logs");
     mp_log_reopen();
     for (gen = master.generations; gen != NULL; gen = gen->older) {
+        prepare_logs(gen);
         generation_signal(gen, SIGUSR1);
     }
 }
 
 
+static void
+reload_failed(const char *err)
+{
+    mp_log_error(MP_LOG_ERR, 0, "reload failed, configuration kept: %s", err);
+    status_write("failed", err);
+    mp_notify("READY=1\nSTATUS=reload failed: %s", err);
+}
+
+
 /*
- * HUP: a new generation for the new config on the shared listeners, then a
- * graceful stop of the serving one. Any failing step leaves the serving
- * generation untouched.
+ * HUP: a new generation for the new config on the shared listeners. The
+ * serving generation is stopped only when the new one is ready
+ * (finish_reload); any failing step leaves it untouched.
  */
 static void
 reload(void)
 {
-    mp_generation_t *old = master.generations, *gen;
+    mp_generation_t *old = serving(), *gen;
     mp_conf_t *conf, **running;
     char err[1024];
+    uid_t uid;
+    gid_t gid;
     size_t n;
     int i, rc;
 
+    master.reload_seq++;
+    status_write("running", NULL);
+    mp_notify_reloading();
     mp_log_error(MP_LOG_NOTICE, 0, "reloading \"%s\"", master.conf_path);
     conf = mp_conf_load(master.conf_path, err, sizeof(err));
-    if (conf == NULL || mp_tls_check(conf, err, sizeof(err)) != MP_OK) {
-        mp_log_error(MP_LOG_ERR, 0, "reload failed, configuration kept: %s",
-                     err);
+    if (conf == NULL) {
+        reload_failed(err);
+        return;
+    }
+    if (mp_tls_check(conf, err, sizeof(err)) != MP_OK) {
+        reload_failed(err);
+        mp_conf_destroy(conf);
+        return;
+    }
+    if (resolve_user(conf, &uid, &gid, err, sizeof(err)) != MP_OK) {
+        reload_failed(err);
         mp_conf_destroy(conf);
         return;
     }
     running = running_confs(NULL, &n);
     rc = mp_listen_open(conf, running, n, MP_LOG_ERR);
-    if (rc == MP_OK && mp_zones_open(conf, old->conf, err, sizeof(err))
-                       != MP_OK) {
-        mp_log_error(MP_LOG_ERR, 0, "reload failed, configuration kept: %s",
-                     err);
+    if (rc != MP_OK) {
+        snprintf(err, sizeof(err), "cannot listen, see above");
+    } else if (mp_zones_open(conf, old->conf, err, sizeof(err)) != MP_OK) {
         mp_listen_close(conf, running, n);
         rc = MP_ERROR;
-    } else if (rc == MP_OK
-               && mp_lua_master_init(conf, err, sizeof(err)) != MP_OK) {
+    } else if (mp_lua_master_init(conf, err, sizeof(err)) != MP_OK) {
+        char again[1024];
+
         mp_zones_release(conf, old->conf);
-        mp_log_error(MP_LOG_ERR, 0, "reload failed, configuration kept: %s",
-                     err);
         mp_listen_close(conf, running, n);
         /*
          * The failed call closed the VM of the serving config; a respawned
          * worker needs one, so build it again.
          */
-        if (mp_lua_master_init(old->conf, err, sizeof(err)) != MP_OK) {
+        if (mp_lua_master_init(old->conf, again, sizeof(again)) != MP_OK) {
             mp_log_error(MP_LOG_ALERT, 0, "cannot restore Lua state: %s",
-                         err);
+                         again);
         }
         rc = MP_ERROR;
     }
     free(running);
     if (rc != MP_OK) {
+        reload_failed(err);
         mp_conf_destroy(conf);
         return;
     }
@@ -656,12 +1046,222 @@ reload(void)
     }
     mp_log_level = conf->log.level;
     gen = generation_create(conf);
+    master.starting = gen;
+    master.starting_deadline = now_msec() + MP_START_TIMEOUT_MSEC;
     for (i = 0; i < gen->nprocs; i++) {
         spawn(gen, &gen->procs[i]);
     }
-    generation_stop(old, SIGQUIT, old->conf->cluster.shutdown_timeout);
+    master.watchdog_at = 0;
+}
+
+
+/* The starting generation is ready: it serves, the old ones drain. */
+static void
+finish_reload(void)
+{
+    mp_generation_t *gen = master.starting, *old;
+
+    master.starting = NULL;
+    for (old = gen->older; old != NULL; old = old->older) {
+        if (!old->stopping) {
+            generation_stop(old, SIGQUIT, old->conf->cluster.shutdown_timeout);
+        }
+    }
     mp_log_error(MP_LOG_NOTICE, 0, "reloaded, generation %u, %d workers",
                  gen->number, gen->nprocs);
+    master.reload_done = 1;
+}
+
+
+/*
+ * A reload is reported done (status file, READY=1) once no worker of an
+ * old generation accepts: from then on only the new code answers new
+ * connections. Each old worker says so on the notify pipe, or exits.
+ */
+static void
+report_reload(void)
+{
+    mp_generation_t *gen;
+    int i;
+
+    if (!master.reload_done) {
+        return;
+    }
+    for (gen = master.generations; gen != NULL; gen = gen->older) {
+        for (i = 0; gen->stopping && i < gen->nprocs; i++) {
+            if (gen->procs[i].pid != 0 && gen->procs[i].ready) {
+                return;
+            }
+        }
+    }
+    master.reload_done = 0;
+    status_write("ok", NULL);
+    notify_ready(NULL);
+}
+
+
+/*
+ * The starting generation failed: stop it and go back to the old one (its
+ * Lua state, log settings and any worker that died meanwhile).
+ */
+static void
+abort_reload(const char *why)
+{
+    mp_generation_t *gen = master.starting, *old;
+    char err[1024];
+
+    master.starting = NULL;
+    generation_stop(gen, SIGQUIT, gen->conf->cluster.shutdown_timeout);
+    old = serving();
+    if (old != NULL) {
+        if (mp_lua_master_init(old->conf, err, sizeof(err)) != MP_OK) {
+            mp_log_error(MP_LOG_ALERT, 0, "cannot restore Lua state: %s",
+                         err);
+        }
+        if (strcmp(gen->conf->log.error, old->conf->log.error) != 0) {
+            mp_log_open(old->conf->log.error);
+        }
+        mp_log_level = old->conf->log.level;
+        respawn_missing(old);
+    }
+    reload_failed(why);
+}
+
+
+static void
+respawn_missing(mp_generation_t *gen)
+{
+    int i;
+
+    for (i = 0; i < gen->nprocs; i++) {
+        if (gen->procs[i].pid == 0) {
+            spawn(gen, &gen->procs[i]);
+        }
+    }
+}
+
+
+/*
+ * Reads the pids ready workers wrote to the notify pipe, then acts on what
+ * became complete: a reload, the first READY=1, a binary upgrade.
+ */
+static void
+read_notify(void)
+{
+    mp_generation_t *gen, *first;
+    pid_t pids[64];
+    mp_proc_t *p;
+    ssize_t n;
+    int i;
+
+    for (;;) {
+        n = read(master.notify_rd, pids, sizeof(pids));
+        if (n <= 0) {
+            break;
+        }
+        for (i = 0; i < (int) (n / (ssize_t) sizeof(pid_t)); i++) {
+            /* the first message says "ready", one after QUIT "draining" */
+            if (find_proc(pids[i], &gen, &p)) {
+                p->ready = !gen->stopping;
+            }
+        }
+    }
+    if (master.stop != MP_STOP_NONE) {
+        return;
+    }
+    if (master.starting != NULL) {
+        gen = master.starting;
+        for (i = 0; i < gen->nprocs && gen->procs[i].ready; i++) {
+            /* count */
+        }
+        if (i == gen->nprocs) {
+            finish_reload();
+        }
+        return;
+    }
+    first = serving();
+    if (master.announced || first == NULL) {
+        return;
+    }
+    for (i = 0; i < first->nprocs && first->procs[i].ready; i++) {
+        /* count */
+    }
+    if (i < first->nprocs) {
+        return;
+    }
+    master.announced = 1;
+    mp_log_error(MP_LOG_NOTICE, 0, "%d %s ready", first->nprocs,
+                 first->nprocs == 1 ? "worker" : "workers");
+    if (master.upgrade_from != 0) {
+        mp_notify("MAINPID=%d", (int) master.pid);
+        notify_ready("binary upgraded");
+        if (getppid() == master.upgrade_from) {
+            mp_log_error(MP_LOG_NOTICE, 0, "binary upgrade: telling the old "
+                         "master (pid %d) to stop",
+                         (int) master.upgrade_from);
+            kill(master.upgrade_from, SIGQUIT);
+        }
+    } else {
+        notify_ready(NULL);
+    }
+}
+
+
+/*
+ * USR2: executes the binary again in a child, handing it the listening
+ * sockets of the serving generation. The new master tells this one to
+ * stop once it serves; if it fails, this master keeps serving.
+ */
+static void
+upgrade(void)
+{
+    mp_generation_t *gen = serving();
+    char fds[4096], pid[32];
+    char *argv[4];
+    size_t i, len = 0;
+    pid_t child;
+
+    if (master.upgrade_pid != 0 || master.starting != NULL || gen == NULL) {
+        mp_log_error(MP_LOG_WARN, 0, "binary upgrade ignored: %s",
+                     master.upgrade_pid != 0 ? "one is under way"
+                                             : "a reload is under way");
+        return;
+    }
+    fds[0] = '\0';
+    for (i = 0; i < gen->conf->nlistens && len < sizeof(fds); i++) {
+        len += (size_t) snprintf(fds + len, sizeof(fds) - len, "%s%d=%s",
+                                 i ? ";" : "", gen->conf->listens[i].fd,
+                                 gen->conf->listens[i].text);
+    }
+    if (len >= sizeof(fds)) {
+        mp_log_error(MP_LOG_ERR, 0, "binary upgrade failed: too many "
+                     "listening sockets");
+        return;
+    }
+    snprintf(pid, sizeof(pid), "%d", (int) master.pid);
+    mp_log_error(MP_LOG_NOTICE, 0, "binary upgrade: executing \"%s\"",
+                 master.exe);
+    fflush(NULL);
+    child = fork();
+    if (child == -1) {
+        mp_log_error(MP_LOG_ALERT, errno, "fork() for the binary upgrade "
+                     "failed");
+        return;
+    }
+    if (child == 0) {
+        mp_signals_reset_child();
+        setenv(MP_ENV_LISTEN_FDS, fds, 1);
+        setenv(MP_ENV_UPGRADE_FROM, pid, 1);
+        argv[0] = master.exe;
+        argv[1] = "-c";
+        argv[2] = master.conf_path;
+        argv[3] = NULL;
+        execv(master.exe, argv);
+        mp_log_error(MP_LOG_ALERT, errno, "execv() \"%s\" failed",
+                     master.exe);
+        _exit(1);
+    }
+    master.upgrade_pid = child;
 }
 
 
@@ -679,7 +1279,7 @@ collect(void)
         older = gen->older;
         if (generation_live(gen) > 0) {
             live = 1;
-        } else if (gen->stopping && gen != master.generations) {
+        } else if (gen->stopping && master.stop == MP_STOP_NONE) {
             generation_destroy(gen);
         }
     }
@@ -690,9 +1290,17 @@ collect(void)
 static void
 master_loop(void)
 {
+    struct pollfd pfd;
+
     for (;;) {
         arm_timer();
-        sigsuspend(&master.wait_mask);
+        /* like sigsuspend(): the signals are unblocked only while waiting */
+        pfd.fd = master.notify_rd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (ppoll(&pfd, 1, NULL, &master.wait_mask) == -1 && errno != EINTR) {
+            mp_log_error(MP_LOG_ALERT, errno, "ppoll() failed");
+        }
         if (mp_sig_child) {
             mp_sig_child = 0;
             reap();
@@ -709,10 +1317,19 @@ master_loop(void)
             mp_sig_reopen = 0;
             reopen_logs();
         }
-        if (mp_sig_reload) {
+        read_notify();
+        report_reload();
+        /* a HUP during a reload waits for it: the flag stays set */
+        if (mp_sig_reload && master.starting == NULL && !master.reload_done) {
             mp_sig_reload = 0;
             if (master.stop == MP_STOP_NONE) {
                 reload();
+            }
+        }
+        if (mp_sig_upgrade) {
+            mp_sig_upgrade = 0;
+            if (master.stop == MP_STOP_NONE) {
+                upgrade();
             }
         }
         mp_sig_alarm = 0;
@@ -724,27 +1341,58 @@ master_loop(void)
 }
 
 
+static int
+notify_pipe_open(void)
+{
+    int fds[2];
+
+    /*
+     * Nonblocking both ways: a worker never waits on the master, and the
+     * master drains until EAGAIN. Close-on-exec: a binary upgrade makes
+     * its own.
+     */
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1) {
+        mp_log_error(MP_LOG_EMERG, errno, "pipe2() failed");
+        return MP_ERROR;
+    }
+    master.notify_rd = fds[0];
+    master.notify_wr = fds[1];
+    return MP_OK;
+}
+
+
 /* Start-up after the config is loaded; on failure logs and returns 1. */
 static int
 start(mp_conf_t *conf)
 {
     mp_generation_t *gen;
     char err[1024];
+    uid_t uid;
+    gid_t gid;
     int i;
 
-    if (mp_tls_check(conf, err, sizeof(err)) != MP_OK) {
+    if (mp_tls_check(conf, err, sizeof(err)) != MP_OK
+        || resolve_user(conf, &uid, &gid, err, sizeof(err)) != MP_OK) {
         mp_log_error(MP_LOG_EMERG, 0, "%s", err);
         return MP_ERROR;
     }
-    if (mp_listen_open(conf, NULL, 0, MP_LOG_EMERG) != MP_OK) {
+    if (mp_listen_inherit(getenv(MP_ENV_LISTEN_FDS)) != MP_OK) {
         return MP_ERROR;
     }
+    if (mp_listen_open(conf, NULL, 0, MP_LOG_EMERG) != MP_OK) {
+        mp_listen_inherit_done();
+        return MP_ERROR;
+    }
+    mp_listen_inherit_done();
     if (mp_zones_open(conf, NULL, err, sizeof(err)) != MP_OK) {
         mp_log_error(MP_LOG_EMERG, 0, "%s", err);
         goto failed;
     }
     if (mp_lua_master_init(conf, err, sizeof(err)) != MP_OK) {
         mp_log_error(MP_LOG_EMERG, 0, "%s", err);
+        goto failed;
+    }
+    if (notify_pipe_open() != MP_OK) {
         goto failed;
     }
     /* From here a signal sets a flag that the master loop handles. */
@@ -757,6 +1405,10 @@ start(mp_conf_t *conf)
         goto failed;
     }
     gen = generation_create(conf);
+    if (master.pid_file != NULL) {
+        master.status_path = mp_reload_status_path(master.pid_file);
+        status_write("ok", NULL);
+    }
     mp_log_error(MP_LOG_NOTICE, 0, "moonpool " MP_VERSION " started, %d %s",
                  gen->nprocs, gen->nprocs == 1 ? "worker" : "workers");
     for (i = 0; i < gen->nprocs; i++) {
@@ -771,15 +1423,44 @@ failed:
 }
 
 
+/* Where this binary is, for USR2; " (deleted)" once it was replaced. */
+static void
+find_exe(void)
+{
+    static const char deleted[] = " (deleted)";
+    ssize_t n;
+    size_t dl = sizeof(deleted) - 1;
+
+    n = readlink("/proc/self/exe", master.exe, sizeof(master.exe) - 1);
+    if (n <= 0) {
+        snprintf(master.exe, sizeof(master.exe), "moonpool");
+        return;
+    }
+    master.exe[n] = '\0';
+    if ((size_t) n > dl && strcmp(master.exe + n - dl, deleted) == 0) {
+        master.exe[n - dl] = '\0';
+    }
+}
+
+
 int
 mp_process_master(const char *conf_path, int argc, char **argv)
 {
+    const char *from;
     char err[1024];
     mp_conf_t *conf;
 
     master.pid = getpid();
     master.conf_path = mp_strdup(conf_path); /* argv is overwritten later */
+    master.notify_rd = -1;
+    master.notify_wr = -1;
     title_init(argc, argv);
+    find_exe();
+    from = getenv(MP_ENV_UPGRADE_FROM);
+    if (from != NULL) {
+        master.upgrade_from = (pid_t) atoi(from);
+        unsetenv(MP_ENV_UPGRADE_FROM);
+    }
 
     conf = mp_conf_load(master.conf_path, err, sizeof(err));
     if (conf == NULL) {
@@ -807,6 +1488,7 @@ mp_process_master(const char *conf_path, int argc, char **argv)
     }
     mp_log_error(MP_LOG_NOTICE, 0, "exit");
     pid_file_remove();
+    free(master.status_path);
     free(master.conf_path);
     return 0;
 }

@@ -17,6 +17,7 @@ volatile sig_atomic_t mp_sig_terminate;
 volatile sig_atomic_t mp_sig_reopen;
 volatile sig_atomic_t mp_sig_child;
 volatile sig_atomic_t mp_sig_alarm;
+volatile sig_atomic_t mp_sig_upgrade;
 
 typedef struct {
     int signo;
@@ -27,7 +28,7 @@ typedef struct {
 } mp_signal_t;
 
 /*
- * HUP and USR1 are ignored in a new worker until its loop takes them over:
+ * HUP, USR1 and USR2 are ignored in a new worker until its loop takes them over:
  * their default action would kill a worker that is still starting. QUIT,
  * TERM and INT keep their default action so that a worker told to stop
  * before its loop runs does stop.
@@ -38,6 +39,7 @@ static const mp_signal_t signals[] = {
     { SIGTERM, "SIGTERM", "stop", &mp_sig_terminate, SIG_DFL },
     { SIGINT, "SIGINT", NULL, &mp_sig_terminate, SIG_DFL },
     { SIGUSR1, "SIGUSR1", "reopen", &mp_sig_reopen, SIG_IGN },
+    { SIGUSR2, "SIGUSR2", "upgrade", &mp_sig_upgrade, SIG_IGN },
     { SIGCHLD, "SIGCHLD", NULL, &mp_sig_child, SIG_DFL },
     { SIGALRM, "SIGALRM", NULL, &mp_sig_alarm, SIG_DFL },
     /* A write to a closed peer must return EPIPE, not kill the process. */

@@ -19,6 +19,7 @@ extern volatile sig_atomic_t mp_sig_terminate; /* TERM, INT: fast stop */
 extern volatile sig_atomic_t mp_sig_reopen;    /* USR1 */
 extern volatile sig_atomic_t mp_sig_child;     /* CHLD */
 extern volatile sig_atomic_t mp_sig_alarm;     /* ALRM: a deadline passed */
+extern volatile sig_atomic_t mp_sig_upgrade;   /* USR2: binary upgrade */
 
 /*
  * Installs the master's handlers, ignores SIGPIPE, and blocks every table
@@ -32,7 +33,7 @@ int mp_signals_init(sigset_t *wait_mask);
 /*
  * In a freshly forked worker: restores each table signal to what a worker
  * expects before its event loop installs its own handlers (terminating
- * signals to the default action, HUP and USR1 ignored) and unblocks all
+ * signals to the default action, HUP, USR1 and USR2 ignored) and unblocks all
  * signals. The worker loop then takes QUIT, TERM, INT and USR1 as libevent
  * signal events.
  */
@@ -40,7 +41,7 @@ void mp_signals_reset_child(void);
 
 /*
  * The signal for a "moonpool -s" action ("reload" -> SIGHUP, "quit",
- * "stop", "reopen"), or -1 when the name is unknown.
+ * "stop", "reopen", "upgrade"), or -1 when the name is unknown.
  */
 int mp_signals_find(const char *action);
 

@@ -4,14 +4,22 @@
  * events; signals arrive as libevent signal events, so handlers run in the
  * loop like any other callback.
  *
- * Graceful stop (SIGQUIT): stop accepting, close idle keep-alive
- * connections, let requests in flight finish, exit when none is left or
- * when shutdown_timeout expires. Fast stop (SIGTERM, SIGINT): exit now.
+ * Graceful stop (SIGQUIT): stop accepting at once (the listening sockets
+ * stay open in the master and the new generation), let requests in flight
+ * finish, keep idle keep-alive connections for a short grace period and
+ * answer a request arriving on one with "Connection: close" (http.c), and
+ * exit when no connection is left or when shutdown_timeout expires. Fast
+ * stop (SIGTERM, SIGINT): exit now.
+ *
+ * Once it accepts, the worker reports ready to the master through the
+ * heartbeat board, and stamps its slot from a timer while the watchdog is
+ * on (heartbeat.h).
  */
 #include "core/mp_core.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "worker/accesslog.h"
+#include "worker/heartbeat.h"
 #include "worker/http.h"
 #include "worker/location.h"
 #include "worker/loop.h"
@@ -39,6 +47,7 @@ static int accepting;
 static int exiting;
 static int exit_status;
 static struct event *shutdown_timer;
+static struct event *beat_timer;
 
 typedef struct {
     int signo;
@@ -191,6 +200,7 @@ on_graceful(int signo)
     for (i = 0; i < mp_worker_conf->nlistens; i++) {
         close(mp_worker_conf->listens[i].fd);
     }
+    mp_heartbeat_draining();
     mp_http_shutdown();
     if (mp_worker_shutdown_hook != NULL) {
         mp_worker_shutdown_hook(); /* timers fire, premature */
@@ -228,6 +238,38 @@ on_signal(evutil_socket_t signo, short what, void *arg)
     (void) signo;
     mp_worker_time_update();
     ws->handler(ws->signo);
+}
+
+
+/*
+ * The watchdog's heartbeat: a timer, not a stamp per callback, so that an
+ * idle worker keeps stamping and a worker stuck inside one callback stops.
+ */
+static void
+on_beat(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    mp_heartbeat_beat();
+}
+
+
+static void
+start_beat(const mp_conf_t *conf)
+{
+    mp_msec_t ms = conf->cluster.watchdog_timeout / 4;
+    struct timeval tv;
+
+    if (conf->cluster.watchdog_timeout == 0) {
+        return;
+    }
+    /* four stamps per timeout: a busy loop iteration may delay one */
+    ms = mp_max(ms, 10);
+    tv.tv_sec = (time_t) (ms / 1000);
+    tv.tv_usec = (suseconds_t) ((ms % 1000) * 1000);
+    beat_timer = event_new(mp_worker_base, -1, EV_PERSIST, on_beat, NULL);
+    event_add(beat_timer, &tv);
 }
 
 
@@ -288,6 +330,8 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
         return 2;
     }
     set_accepting(1);
+    start_beat(conf);
+    mp_heartbeat_ready();
 
     event_base_dispatch(mp_worker_base);
 
@@ -305,6 +349,9 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
     }
     if (shutdown_timer != NULL) {
         event_free(shutdown_timer);
+    }
+    if (beat_timer != NULL) {
+        event_free(beat_timer);
     }
     mp_log_error(MP_LOG_NOTICE, 0, "exit");
     return exit_status;

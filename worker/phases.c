@@ -5,6 +5,7 @@
  */
 #include "core/mp_core.h"
 #include "core/log.h"
+#include "worker/heartbeat.h"
 #include "worker/location.h"
 #include "worker/phases.h"
 
@@ -56,6 +57,7 @@ run(mp_request_t *r)
             }
             continue;
         }
+        mp_heartbeat_running(h->chunk); /* named by the watchdog */
         rc = runner(r, h);
         if (rc == MP_OK || rc == MP_DECLINED) {
             continue;
