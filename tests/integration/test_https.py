@@ -12,6 +12,7 @@ Python's ssl module is the client, verifying against the CA:
   ngx.var.https / scheme / ssl_protocol / ssl_server_name
 - ALPN selects http/1.1; a client offering only h2 is refused with an
   alert (nginx does the same)
+- HUP: the new generation builds its contexts and serves
 - a saved session resumes on a new connection (two workers: the ticket
   keys are made by the master, so either worker resumes it)
 - TLS 1.1 and older are refused
@@ -26,6 +27,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -303,6 +305,14 @@ class HttpsTest(ServerTestCase):
             self.assertEqual(c.read_all(3.0), b"")
         self.assert_serving()
         self.assertEqual(self.shared.worker_pids(), pids)
+
+    def test_reload(self):
+        """HUP builds the contexts again; the new workers serve TLS."""
+        old = self.shared.worker_pids()
+        self.shared.signal(signal.SIGHUP)
+        self.shared.wait_log("reloaded", since=self._mark, timeout=10)
+        self.shared.wait_workers(2, exclude=old)
+        self.assert_serving()
 
     def test_handshake_timeout(self):
         start = time.monotonic()
