@@ -142,6 +142,9 @@ typedef struct {
 
     mp_conf_listen_t *listens;  /* unique addresses over all servers */
     size_t nlistens;
+
+    void *stats;                /* mp_stats_board_t, mapped by the master */
+    size_t stats_size;
 } mp_conf_t;
 
 #endif /* MP_CONF_H */

@@ -260,6 +260,20 @@ running_timers(void)
 }
 
 
+int
+mp_lua_timers_pending(void)
+{
+    return npending;
+}
+
+
+int
+mp_lua_timers_running(void)
+{
+    return nrunning;
+}
+
+
 void
 mp_lua_inject_timer_api(lua_State *L)
 {

@@ -104,6 +104,7 @@ void mp_lua_inject_regex_api(lua_State *L);
 void mp_lua_inject_phase_api(lua_State *L);
 void mp_lua_inject_timer_api(lua_State *L);
 void mp_lua_inject_sema_api(lua_State *L);
+void mp_lua_inject_metrics_api(lua_State *L, const mp_conf_t *conf);
 
 /* In a worker: registers the timers' shutdown hooks. */
 void mp_lua_timers_setup(void);

@@ -11,6 +11,7 @@
 #include "core/mp_core.h"
 #include "core/log.h"
 #include "master/zones.h"
+#include "worker/stats.h"
 #include "shm/dict.h"
 #include "shm/zone.h"
 
@@ -23,6 +24,7 @@ typedef struct {
 } zone_set_t;
 
 static zone_set_t *sets;
+static uint64_t reloads;      /* configs opened over a running one */
 static size_t nsets;
 
 
@@ -124,6 +126,23 @@ mp_zones_open(mp_conf_t *conf, mp_conf_t *old, char *err, size_t errlen)
         conf->dicts[i].dict = d;
     }
 
+    /* the metrics board of this generation lives beside its dicts */
+    if (old != NULL) {
+        reloads++;
+    }
+    if (mp_stats_create(conf, reloads) != MP_OK) {
+        errmsg = "no memory for the statistics board";
+        snprintf(err, errlen, "%s: %s", conf->file, errmsg);
+        for (i = 0; i < set.n; i++) {
+            if (created[i]) {
+                mp_zone_destroy(set.zones[i]);
+            }
+            conf->dicts[i].dict = NULL;
+        }
+        free(created);
+        free(set.zones);
+        return MP_ERROR;
+    }
     sets = mp_realloc(sets, (nsets + 1) * sizeof(zone_set_t));
     sets[nsets++] = set;
     free(created);
@@ -152,6 +171,7 @@ mp_zones_release(mp_conf_t *old, mp_conf_t *new)
     size_t i;
 
     (void) new; /* any other record keeps a zone, new's included */
+    mp_stats_destroy(old);
     if (set == NULL) {
         return;
     }
@@ -188,5 +208,9 @@ mp_zones_recover(pid_t dead)
                              mp_dict_name(d));
             }
         }
+    }
+    /* every reaped worker passes here: count it on the newest board */
+    if (nsets > 0 && sets[nsets - 1].conf->stats != NULL) {
+        ((mp_stats_board_t *) sets[nsets - 1].conf->stats)->worker_exits++;
     }
 }

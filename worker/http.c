@@ -24,6 +24,7 @@
 #include "worker/io.h"
 #include "worker/loop.h"
 #include "worker/phases.h"
+#include "worker/stats.h"
 #include "worker/accesslog.h"
 #include "worker/tls.h"
 
@@ -758,6 +759,9 @@ mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
     }
     conns_head = c;
     nactive++;
+    if (mp_stats != NULL) {
+        mp_stats->conns_open = nactive;
+    }
 
     event_assign(&c->ev_read, mp_worker_base, fd,
                  EV_READ | EV_PERSIST | EV_ET, on_read, c);
@@ -811,6 +815,9 @@ conn_close(mp_conn_t *c)
     c->next_free = free_conns;
     free_conns = c;
     nactive--;
+    if (mp_stats != NULL) {
+        mp_stats->conns_open = nactive;
+    }
     mp_worker_conn_closed();
 }
 
@@ -1040,6 +1047,9 @@ start_request(mp_conn_t *c)
     mp_request_t *r = &c->r;
 
     clear_timer(c);
+    if (mp_stats != NULL) {
+        mp_stats->conns_busy++;
+    }
     r->start.tv_sec = mp_time_sec;
     r->start.tv_nsec = (long) (mp_time_msec % 1000) * 1000000;
     c->in_handler = 1;
@@ -1613,6 +1623,13 @@ after_response(mp_conn_t *c)
     mp_request_t *r = &c->r;
 
     mp_accesslog_write(r);
+    if (mp_stats != NULL) {
+        mp_stats->conns_busy--;
+        mp_stats_request(r->status, mp_worker_conf, r->location,
+                         mp_time_msec - ((mp_msec_t) r->start.tv_sec * 1000
+                                         + r->start.tv_nsec / 1000000),
+                         c->in_pos + r->body.len, r->bytes_sent);
+    }
     c->requests++;
     mp_phases_log(r);
 
@@ -1720,6 +1737,11 @@ send_error(mp_conn_t *c, int status)
     c->closing = 1;
     c->in_handler = 1;
     clear_timer(c);
+    r->start.tv_sec = mp_time_sec;
+    r->start.tv_nsec = (long) (mp_time_msec % 1000) * 1000000;
+    if (mp_stats != NULL) {
+        mp_stats->conns_busy++;
+    }
     mp_http_send_error_page(r, status);
 }
 

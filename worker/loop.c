@@ -23,6 +23,7 @@
 #include "worker/http.h"
 #include "worker/location.h"
 #include "worker/loop.h"
+#include "worker/stats.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -323,6 +324,7 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
                                   (void *) &conf->listens[i]);
     }
     mp_http_init(conf);
+    mp_stats_attach(conf, worker_id);
     if (mp_accesslog_open(conf) != MP_OK) {
         return 2;
     }
@@ -336,6 +338,7 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
     event_base_dispatch(mp_worker_base);
 
     mp_accesslog_close();
+    mp_stats_detach();
     if (mp_worker_exit_hook != NULL) {
         mp_worker_exit_hook();
     }
