@@ -70,8 +70,14 @@ def scenario_url(scen, port):
         if tport is None:
             sys.exit("no TLS port for %d: BENCH_WORK unset or configs not "
                      "generated" % port)
-        return "https://127.0.0.1:%d%s" % (tport, scen["path"]), tport
-    return "http://127.0.0.1:%d%s" % (port, scen["path"]), port
+        return "https://127.0.0.1:%d%s" % (tport, target(scen)), tport
+    return "http://127.0.0.1:%d%s" % (port, target(scen)), port
+
+
+def target(scen):
+    """The request target: the path plus the scenario's query string."""
+    q = scen.get("query")
+    return scen["path"] + ("?" + q if q else "")
 
 
 def make_cert(d):
@@ -86,14 +92,16 @@ def make_cert(d):
 
 
 def locations():
-    """One location per distinct path: [(path, content)]."""
+    """One location per distinct path: [(path, content, access)]; access is
+    an optional access-phase handler (None when absent)."""
     seen = {}
     for s in S.SCENARIOS:
-        if s["path"] in seen and seen[s["path"]] != s["content"]:
+        handlers = (s["content"], s.get("access"))
+        if s["path"] in seen and seen[s["path"]] != handlers:
             sys.exit("scenarios.py: path %s has two different handlers"
                      % s["path"])
-        seen[s["path"]] = s["content"]
-    return list(seen.items())
+        seen[s["path"]] = handlers
+    return [(p, c, a) for p, (c, a) in seen.items()]
 
 
 # ---------------------------------------------------------------- configs
@@ -131,9 +139,11 @@ def moonpool_yaml(d, port, tls=None):
         "    locations:",
     ]
     locs = []
-    for path, content in locations():
+    for path, content, access in locations():
+        locs += ["      - match: %s" % q("= " + path)]
+        if access:
+            locs += ["        access: |", indent(access, 10).rstrip("\n")]
         locs += [
-            "      - match: %s" % q("= " + path),
             "        content: |",
             indent(content, 10).rstrip("\n"),
         ]
@@ -181,9 +191,13 @@ def nginx_conf(d, port, tls=None):
         "    }",
     ]
     locs = []
-    for path, content in locations():
+    for path, content, access in locations():
+        locs += ["        location = %s {" % path]
+        if access:
+            locs += ["            access_by_lua_block {",
+                     indent(access, 16).rstrip("\n"),
+                     "            }"]
         locs += [
-            "        location = %s {" % path,
             "            content_by_lua_block {",
             indent(content, 16).rstrip("\n"),
             "            }",
@@ -280,7 +294,7 @@ def check_once(port):
         else:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
-            c.request("GET", s["path"])
+            c.request("GET", target(s), headers=s.get("headers", {}))
             r = c.getresponse()
             body = r.read()
         finally:
@@ -368,6 +382,8 @@ def cmd_measure(server, pid, port, scen_name, rnd, out, warmup):
     cmd = ["taskset", "-c", env("BENCH_WRK_CPU", "0"),
            "wrk", "-t", env("BENCH_THREADS", "1"),
            "-c", env("BENCH_CONNECTIONS", "50"), "-d", duration, "--latency"]
+    for name, value in scen.get("headers", {}).items():
+        cmd += ["-H", "%s: %s" % (name, value)]
     cmd += scen["wrk_args"] + [scenario_url(scen, port)[0]]
 
     pids = proc_tree(pid)

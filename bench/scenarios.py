@@ -30,6 +30,8 @@ INIT = """\
 BODY_4K = string.rep("0123456789abcdef", 255) .. "0123456789abcde\\n"
 -- the shared-dict scenario reads this key on every request
 ngx.shared.bench:set("k", "hello")
+-- the API scenario answers JSON with Debian's lua-cjson
+cjson = require "cjson"
 """
 
 SHARED_DICTS = {"bench": "10m"}
@@ -74,5 +76,23 @@ SCENARIOS = [
         "wrk_args": [],
         "expect": (200, 6),
         "tls": True,
+    },
+    {
+        # issue 4's "realistic API": an access check on a header, query
+        # args, a regex and a small JSON answer
+        "name": "api",
+        "path": "/api",
+        "query": "id=42-alice&q=moonpool",
+        "headers": {"X-Api-Key": "secret"},
+        "access": 'if ngx.var.http_x_api_key ~= "secret" then\n'
+                  '    return ngx.exit(403)\n'
+                  'end',
+        "content": 'local args = ngx.req.get_uri_args()\n'
+                   'local m = ngx.re.match(args.id or "", [[^(\\d+)-(\\w+)$]], "jo")\n'
+                   'ngx.header.content_type = "application/json"\n'
+                   'ngx.say(cjson.encode({id = m and tonumber(m[1]),\n'
+                   '                      name = m and m[2], q = args.q}))',
+        "wrk_args": [],
+        "expect": (200, 40),
     },
 ]
