@@ -367,11 +367,20 @@ run_handler(mp_request_t *r, mp_conf_handler_t *h)
 static int
 worker_init(const mp_conf_t *conf)
 {
-    char err[1024];
+    /* storage for the init_worker thread, which may outlive this call */
+    static mp_lua_thread_t init_thread;
 
-    if (run_plain(vm, conf->lua.init_worker, err, sizeof(err)) != MP_OK) {
-        mp_log_error(MP_LOG_ERR, 0, "%s", err);
+    if (conf->lua.init_worker == NULL) {
+        return MP_OK;
     }
+    /*
+     * Beyond OpenResty: init_worker runs in a thread like a timer's, so it
+     * may sleep and use cosockets (fetch config from a service at start);
+     * the worker serves meanwhile. Errors are logged by the scheduler.
+     */
+    lua_rawgeti(vm, LUA_REGISTRYINDEX, conf->lua.init_worker->ref);
+    memset(&init_thread, 0, sizeof(init_thread));
+    mp_lua_thread_start_timer(vm, &init_thread, 0);
     return MP_OK;
 }
 
