@@ -59,23 +59,34 @@ on_wait_timeout(evutil_socket_t fd, short what, void *arg)
     (void) what;
     dequeue(t->wait_data, t);
     lua_settop(t->co, 0);
-    lua_pushnil(t->co);
+    lua_pushboolean(t->co, 0); /* false, not nil, after a wait */
     lua_pushliteral(t->co, "timeout");
     mp_lua_thread_resume(t, 2);
 }
 
 
+/* lua-resty-core checks self by hand, and so does its error text. */
 static mp_sema_t *
 check_sema(lua_State *L)
 {
-    return luaL_checkudata(L, 1, MP_SEMA_MT);
+    mp_sema_t *s = luaL_testudata(L, 1, MP_SEMA_MT);
+
+    if (s == NULL) {
+        luaL_error(L, "not a semaphore instance");
+    }
+    return s;
 }
 
 
+/*
+ * The numbers below go through lua-resty-core's Lua code and an FFI int
+ * there: tonumber() with a default, then truncation. Its errors are raised
+ * with level 2, as luaL_error does here.
+ */
 static int
 sema_new(lua_State *L)
 {
-    lua_Integer n = luaL_optinteger(L, 1, 0);
+    lua_Number n = lua_isnumber(L, 1) ? lua_tonumber(L, 1) : 0;
     mp_sema_t *s;
 
     if (n < 0) {
@@ -83,7 +94,7 @@ sema_new(lua_State *L)
     }
     s = lua_newuserdata(L, sizeof(*s));
     memset(s, 0, sizeof(*s));
-    s->count = (int) n;
+    s->count = n < INT_MAX ? (int) n : INT_MAX;
     luaL_getmetatable(L, MP_SEMA_MT);
     lua_setmetatable(L, -2);
     return 1;
@@ -94,20 +105,21 @@ static int
 sema_post(lua_State *L)
 {
     mp_sema_t *s = check_sema(L);
-    lua_Integer n = luaL_optinteger(L, 2, 1);
+    lua_Number n = lua_isnumber(L, 2) ? lua_tonumber(L, 2) : 1;
     mp_lua_thread_t *t;
 
     if (n < 1) {
-        return luaL_error(L, "bad 'n' argument: must be at least 1");
+        return luaL_error(L, "positive number required");
     }
-    s->count += (int) n;
+    s->count += n < INT_MAX - s->count ? (int) n : INT_MAX - s->count;
     while (s->count > 0 && s->head != NULL) {
         t = s->head;
         dequeue(s, t);
         s->count--;
         lua_settop(t->co, 0);
         lua_pushboolean(t->co, 1);
-        mp_lua_thread_resume_later(t, 1);
+        lua_pushnil(t->co);
+        mp_lua_thread_resume_later(t, 2);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -118,19 +130,36 @@ static int
 sema_wait(lua_State *L)
 {
     mp_sema_t *s = check_sema(L);
-    lua_Number timeout = luaL_checknumber(L, 2);
-    mp_lua_thread_t *t;
+    mp_lua_thread_t *t = mp_lua_thread_current();
+    lua_Number ms;
+    int wait_ms;
 
-    if (timeout < 0) {
-        return luaL_error(L, "bad 'timeout' argument: must not be negative");
+    if (t == NULL) {
+        return luaL_error(L, "no request found");
     }
-    t = mp_lua_thread_yieldable(L);
+    if (!lua_isnumber(L, 2)) {
+        /* what tonumber(seconds) * 1000 raises in lua-resty-core */
+        return luaL_error(L, "attempt to perform arithmetic on a nil value");
+    }
+    ms = lua_tonumber(L, 2) * 1000;
+    if (ms < 0) {
+        return luaL_error(L, "no negative number");
+    }
+    if (t->r != NULL
+        && !(MP_LUA_PHASES_OUTPUT & MP_LUA_PHASE(t->r->phase))) {
+        /* returned, not raised: lua-resty-core passes the C error on */
+        lua_pushnil(L);
+        lua_pushfstring(L, "API disabled in the context of %s_by_lua*",
+                        mp_phase_names[t->r->phase]);
+        return 2;
+    }
     if (s->count > 0) {
         s->count--;
         lua_pushboolean(L, 1);
         return 1;
     }
-    if (timeout == 0) {
+    wait_ms = ms < INT_MAX ? (int) ms : INT_MAX;
+    if (wait_ms == 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "timeout");
         return 2;
@@ -145,8 +174,7 @@ sema_wait(lua_State *L)
     s->tail = t;
     s->nwait++;
     t->wait_data = s;
-    mp_lua_thread_timer(t, (mp_msec_t) (timeout * 1000 + 0.5),
-                        on_wait_timeout);
+    mp_lua_thread_timer(t, wait_ms, on_wait_timeout);
     t->cancel = cancel_wait;
     return mp_lua_yield(L);
 }

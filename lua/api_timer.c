@@ -149,22 +149,30 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 
 
 static int
-create(lua_State *L, const char *fname, int every)
+create(lua_State *L, int every)
 {
-    lua_Number delay = luaL_checknumber(L, 1);
     int i, nargs = lua_gettop(L) - 2;
+    lua_Number delay;
     mp_timer_t *tm;
     mp_msec_t ms;
 
-    if (delay < 0) {
-        return luaL_error(L, "bad argument #1 to '%s' (delay must not be "
-                          "negative)", fname);
+    if (nargs < 0) {
+        return luaL_error(L, "expecting at least 2 arguments but got %d",
+                          nargs + 2);
     }
-    if (every && delay == 0) {
-        return luaL_error(L, "bad argument #1 to 'every' (delay must be "
-                          "positive)");
+    /*
+     * Whole milliseconds, truncated as OpenResty's cast does, so 0.0001 is
+     * 0 ("delay cannot be zero" for every). A negative delay is accepted
+     * there and its timer expires at once; here it is 0 (every: 1 ms).
+     */
+    delay = luaL_checknumber(L, 1) * 1000;
+    if (every && delay > -1 && delay < 1) {
+        return luaL_error(L, "delay cannot be zero");
     }
-    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_argcheck(L, lua_isfunction(L, 2) && !lua_iscfunction(L, 2), 2,
+                  "Lua function expected");
+    /* a year is as good as forever and keeps the cast defined */
+    ms = delay < 1 ? 0 : delay < 3.2e10 ? (mp_msec_t) delay : 32000000000;
     if (mp_worker_base == NULL) {
         return luaL_error(L, "API disabled in the context of init_by_lua*");
     }
@@ -186,7 +194,6 @@ create(lua_State *L, const char *fname, int every)
     }
     tm->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     tm->nargs = nargs;
-    ms = (mp_msec_t) (delay * 1000 + 0.5);
     tm->interval = every ? mp_max(ms, 1) : 0;
     evtimer_assign(&tm->ev, mp_worker_base, on_timer, tm);
     tm->next = timers;
@@ -203,14 +210,14 @@ create(lua_State *L, const char *fname, int every)
 static int
 timer_at(lua_State *L)
 {
-    return create(L, "at", 0);
+    return create(L, 0);
 }
 
 
 static int
 timer_every(lua_State *L)
 {
-    return create(L, "every", 1);
+    return create(L, 1);
 }
 
 

@@ -98,7 +98,14 @@ acquire_co(lua_State *L, mp_lua_thread_t *t)
 }
 
 
-/* Remembers co -> t so ngx.thread.wait/kill find a light thread. */
+/*
+ * Remembers co -> t so ngx.thread.wait/kill and coroutine.status find a
+ * thread: every light thread, and an entry or timer thread once Lua code
+ * got hold of its coroutine (coroutine.running). Unmapping a light thread
+ * leaves false behind: its object may still be in Lua's hands, and OpenResty
+ * tells "already waited or killed" from "not user thread". The coroutine of
+ * an entry or timer thread goes back to the pool, so it is forgotten.
+ */
 static void
 map_thread(lua_State *L, mp_lua_thread_t *t, int set)
 {
@@ -107,16 +114,21 @@ map_thread(lua_State *L, mp_lua_thread_t *t, int set)
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
     if (set) {
         lua_pushlightuserdata(L, t);
+    } else if (t->kind == MP_LUA_THREAD_USER) {
+        lua_pushboolean(L, 0);
     } else {
         lua_pushnil(L);
     }
     lua_rawset(L, -3);
     lua_pop(L, 1);
+    t->mapped = set ? 1 : 0;
 }
 
 
+/* The live thread whose coroutine is at idx; *dead: a light thread that
+ * was waited for or killed. */
 static mp_lua_thread_t *
-find_thread(lua_State *L, int idx)
+find_thread(lua_State *L, int idx, int *dead)
 {
     mp_lua_thread_t *t;
 
@@ -125,8 +137,44 @@ find_thread(lua_State *L, int idx)
     lua_pushvalue(L, idx);
     lua_rawget(L, -2);
     t = lua_touserdata(L, -1);
+    *dead = lua_isboolean(L, -1);
     lua_pop(L, 2);
     return t;
+}
+
+
+/*
+ * The light threads of a request hang off its context; those of a timer
+ * off the timer's own thread, the root of the parent chain (a timer has no
+ * request to hold them).
+ */
+static mp_lua_thread_t *
+group_root(mp_lua_thread_t *t)
+{
+    while (t->kind == MP_LUA_THREAD_USER) {
+        t = t->parent;
+    }
+    return t;
+}
+
+
+static int *
+group_live(mp_lua_thread_t *t)
+{
+    if (t->r != NULL) {
+        return &mp_lua_ctx(t->r)->live;
+    }
+    return &group_root(t)->live;
+}
+
+
+static mp_lua_thread_t **
+group_threads(mp_lua_thread_t *t)
+{
+    if (t->r != NULL) {
+        return &mp_lua_ctx(t->r)->threads;
+    }
+    return &group_root(t)->children;
 }
 
 
@@ -139,8 +187,10 @@ thread_release(mp_lua_thread_t *t, int reusable)
     if (t->co == NULL) {
         return;
     }
-    if (t->kind == MP_LUA_THREAD_USER) {
+    if (t->mapped) {
         map_thread(L, t, 0);
+    }
+    if (t->kind == MP_LUA_THREAD_USER) {
         reusable = 0; /* its object escaped to Lua code */
     }
     if (reusable && co_pool_n < MP_LUA_CO_POOL) {
@@ -177,8 +227,8 @@ thread_kill(mp_lua_thread_t *t)
         }
         t->done = 1;
         t->waiting = 0;
-        if (t->kind == MP_LUA_THREAD_USER && t->r != NULL) {
-            mp_lua_ctx(t->r)->live--;
+        if (t->kind == MP_LUA_THREAD_USER) {
+            (*group_live(t))--;
         }
     }
     if (t->ev_set) {
@@ -238,10 +288,9 @@ static void
 wake_waiter(mp_lua_thread_t *t)
 {
     mp_lua_thread_t *w = t->waiter, *o;
-    mp_lua_ctx_t *ctx = mp_lua_ctx(t->r);
     int nres;
 
-    for (o = ctx->threads; o != NULL; o = o->next) {
+    for (o = *group_threads(t); o != NULL; o = o->next) {
         if (o->waiter == w) {
             o->waiter = NULL;
         }
@@ -292,14 +341,17 @@ thread_step(mp_lua_thread_t *t, int nargs)
         if (rc != 0) {
             t->failed = 1;
             log_thread_error(t);
-            lua_settop(t->co, 1); /* keep the message for ngx.thread.wait */
-            t->nresults = 1;
-        } else {
-            t->nresults = lua_gettop(t->co);
         }
+        /*
+         * After an error the coroutine's stack still holds what its frames
+         * held, the message on top. OpenResty's ngx.thread.wait returns
+         * all of it after false (so `ok, err` may not get the message), and
+         * code written against that must see the same values here.
+         */
+        t->nresults = lua_gettop(t->co);
     }
     if (t->kind == MP_LUA_THREAD_USER) {
-        mp_lua_ctx(t->r)->live--;
+        (*group_live(t))--;
         if (t->waiter != NULL) {
             wake_waiter(t);
         }
@@ -394,6 +446,34 @@ request_outcome(mp_request_t *r)
 }
 
 
+/*
+ * A timer's callback is over when its thread returned and its light
+ * threads ended, or at once when it failed (as a request's handler).
+ * Then the light threads' records are freed and the timer is told.
+ */
+static void
+timer_outcome(mp_lua_thread_t *root)
+{
+    mp_lua_thread_t *t, *next;
+
+    if (root->co == NULL || !root->done
+        || (!root->failed && root->live > 0)) {
+        return;
+    }
+    for (t = root->children; t != NULL; t = next) {
+        next = t->next;
+        thread_kill(t);
+        free(t);
+    }
+    root->children = NULL;
+    root->live = 0;
+    thread_release(root, !root->failed);
+    if (root->on_done != NULL) {
+        root->on_done(root);
+    }
+}
+
+
 int
 mp_lua_run_entry(mp_request_t *r, int ref)
 {
@@ -423,13 +503,8 @@ mp_lua_thread_resume(mp_lua_thread_t *t, int nargs)
         return;
     }
     thread_step(t, nargs);
-    if (t->kind == MP_LUA_THREAD_TIMER) {
-        if (t->done) {
-            thread_release(t, !t->failed);
-            if (t->on_done != NULL) {
-                t->on_done(t);
-            }
-        }
+    if (t->r == NULL) {
+        timer_outcome(group_root(t));
         return;
     }
     rc = request_outcome(r);
@@ -478,15 +553,12 @@ mp_lua_thread_start_timer(lua_State *L, mp_lua_thread_t *t, int nargs)
 {
     t->kind = MP_LUA_THREAD_TIMER;
     t->r = NULL;
+    t->children = NULL;
+    t->live = 0;
     acquire_co(L, t);
     lua_xmove(L, t->co, nargs + 1);
     thread_step(t, nargs);
-    if (t->done) {
-        thread_release(t, !t->failed);
-        if (t->on_done != NULL) {
-            t->on_done(t);
-        }
-    }
+    timer_outcome(t);
     return MP_OK;
 }
 
@@ -530,24 +602,28 @@ ngx_sleep(lua_State *L)
 {
     mp_lua_thread_t *t;
     lua_Number d;
+    int64_t ms;
     struct timeval tv;
 
     if (lua_gettop(L) != 1) {
         return luaL_error(L, "attempt to pass %d arguments, but accepted 1",
                           lua_gettop(L));
     }
-    d = luaL_checknumber(L, 1);
-    if (d < 0) {
-        return luaL_error(L, "invalid sleep duration \"%f\"", d);
+    /*
+     * Whole milliseconds, truncated as OpenResty's cast does: -0.0001
+     * sleeps 0 and -0.5 is reported as "-500". NaN is refused too.
+     */
+    d = luaL_checknumber(L, 1) * 1000;
+    if (!(d > -1)) {
+        return luaL_error(L, "invalid sleep duration \"%d\"",
+                          d != d ? 0 : d < INT_MIN ? INT_MIN : (int) d);
     }
+    ms = d < (lua_Number) INT64_MAX ? (int64_t) d : INT64_MAX;
     t = mp_lua_thread_yieldable(L);
     thread_event(t, on_sleep_done);
-    if (d == 0) {
+    if (ms == 0) {
         event_active(&t->ev, EV_TIMEOUT, 1);
     } else {
-        /* milliseconds, as OpenResty rounds */
-        int64_t ms = (int64_t) (d * 1000 + 0.5);
-
         tv.tv_sec = (time_t) (ms / 1000);
         tv.tv_usec = (suseconds_t) ((ms % 1000) * 1000);
         event_add(&t->ev, &tv);
@@ -562,31 +638,33 @@ ngx_sleep(lua_State *L)
 static int
 thread_spawn(lua_State *L)
 {
-    mp_lua_thread_t *parent = mp_lua_thread_yieldable(L), *t;
+    mp_lua_thread_t *parent = mp_lua_thread_yieldable(L), *t, **list;
     mp_request_t *r = parent->r;
-    mp_lua_ctx_t *ctx;
     int nargs = lua_gettop(L) - 1;
 
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    if (r == NULL) {
-        return luaL_error(L, "ngx.thread.spawn in timers is not supported");
+    luaL_argcheck(L, lua_isfunction(L, 1) && !lua_iscfunction(L, 1), 1,
+                  "Lua function expected");
+    if (r != NULL) {
+        t = mp_pool_calloc(r->pool, sizeof(*t));
+    } else {
+        t = mp_calloc(1, sizeof(*t)); /* freed when the timer ends */
     }
-    ctx = mp_lua_ctx(r);
-    t = mp_pool_calloc(r->pool, sizeof(*t));
     t->kind = MP_LUA_THREAD_USER;
     t->r = r;
     t->parent = parent;
+    t->parent_co = L;
     t->co = lua_newthread(L);
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     map_thread(L, t, 1);
-    t->next = ctx->threads;
-    ctx->threads = t;
-    ctx->live++;
+    list = group_threads(parent);
+    t->next = *list;
+    *list = t;
+    (*group_live(parent))++;
     lua_xmove(L, t->co, nargs + 1);
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref); /* the result */
     thread_step(t, nargs);
-    if (ctx->exited) {
+    if (r != NULL && mp_lua_ctx(r)->exited) {
         /* the new thread called ngx.exit: the spawner ends with it */
         return lua_yield(L, 0);
     }
@@ -597,10 +675,9 @@ thread_spawn(lua_State *L)
 static void
 cancel_wait(mp_lua_thread_t *w)
 {
-    mp_lua_ctx_t *ctx = mp_lua_ctx(w->r);
     mp_lua_thread_t *o;
 
-    for (o = ctx->threads; o != NULL; o = o->next) {
+    for (o = *group_threads(w); o != NULL; o = o->next) {
         if (o->waiter == w) {
             o->waiter = NULL;
         }
@@ -612,20 +689,25 @@ static int
 thread_wait(lua_State *L)
 {
     mp_lua_thread_t *self = mp_lua_thread_yieldable(L), *t;
-    int i, n = lua_gettop(L), nres;
+    int i, n = lua_gettop(L), nres, dead;
 
     if (n == 0) {
         return luaL_error(L, "at least one coroutine should be specified");
     }
     for (i = 1; i <= n; i++) {
-        luaL_checktype(L, i, LUA_TTHREAD);
-        t = find_thread(L, i);
-        if (t == NULL || t->reaped) {
+        luaL_argcheck(L, lua_isthread(L, i), i, "lua thread expected");
+        t = find_thread(L, i, &dead);
+        if (dead) {
             lua_pushnil(L);
             lua_pushliteral(L, "already waited or killed");
             return 2;
         }
-        if (t->parent != self) {
+        if (t == NULL || t->kind != MP_LUA_THREAD_USER) {
+            return luaL_error(L, "attempt to wait on a coroutine that is not "
+                              "a user thread");
+        }
+        /* the spawning coroutine itself, not just its thread (OpenResty) */
+        if (t->parent != self || t->parent_co != L) {
             return luaL_error(L, "only the parent coroutine can wait on the "
                               "thread");
         }
@@ -639,7 +721,7 @@ thread_wait(lua_State *L)
         }
     }
     for (i = 1; i <= n; i++) {
-        find_thread(L, i)->waiter = self;
+        find_thread(L, i, &dead)->waiter = self;
     }
     self->cancel = cancel_wait;
     return mp_lua_yield(L);
@@ -650,22 +732,31 @@ static int
 thread_kill_api(lua_State *L)
 {
     mp_lua_thread_t *self = mp_lua_thread_yieldable(L), *t;
+    int dead;
 
-    luaL_checktype(L, 1, LUA_TTHREAD);
-    t = find_thread(L, 1);
-    if (t == NULL || t->done) {
-        lua_pushnil(L);
-        lua_pushstring(L, t == NULL ? "already waited or killed"
-                                    : "already terminated");
+    luaL_argcheck(L, lua_isthread(L, 1), 1, "lua thread expected");
+    t = find_thread(L, 1, &dead);
+    lua_pushnil(L);
+    if (dead) {
+        lua_pushliteral(L, "already waited or killed");
         return 2;
     }
-    if (t->parent != self) {
-        lua_pushnil(L);
+    if (t == NULL || t->kind != MP_LUA_THREAD_USER) {
+        lua_pushliteral(L, "not user thread");
+        return 2;
+    }
+    if (t->parent != self || t->parent_co != L) {
         lua_pushliteral(L, "killer not parent");
         return 2;
     }
-    thread_kill(t);
     t->reaped = 1;
+    if (t->done) {
+        /* a zombie: its results are dropped and a later wait fails */
+        thread_release(t, 0);
+        lua_pushliteral(L, "already terminated");
+        return 2;
+    }
+    thread_kill(t);
     lua_pushinteger(L, 1);
     return 1;
 }
@@ -693,33 +784,128 @@ co_yield_up(lua_State *L)
 
 
 /*
- * coroutine.resume and coroutine.wrap, as Lua: only Lua code can go on
+ * coroutine.running, which also makes the coroutine of an entry or timer
+ * thread known to coroutine.status/resume: Lua code can reach such a
+ * coroutine only through here (light threads are mapped when spawned).
+ */
+static int
+co_running(lua_State *L)
+{
+    mp_lua_thread_t *t = cur_thread;
+
+    if (lua_pushthread(L)) {
+        lua_pop(L, 1);
+        lua_pushnil(L); /* the main coroutine, as Lua 5.1 says */
+        return 1;
+    }
+    if (t != NULL && t->co == L && !t->mapped) {
+        map_thread(L, t, 1);
+    }
+    return 1;
+}
+
+
+/* What OpenResty's coroutine.status says of a thread's coroutine. */
+static int
+co_thread_status(lua_State *L)
+{
+    int dead;
+    mp_lua_thread_t *t = find_thread(L, 1, &dead);
+
+    if (t == NULL) {
+        lua_pushliteral(L, "dead");
+    } else if (t->done) {
+        lua_pushliteral(L, "zombie"); /* ended, nobody waited for it yet */
+    } else {
+        lua_pushliteral(L, "running"); /* scheduled by the worker */
+    }
+    return 1;
+}
+
+
+/*
+ * coroutine.create/resume/status/wrap, as Lua: only Lua code can go on
  * after a yield it passed up (LuaJIT has no C continuations). Tail calls
- * keep it free of tables.
+ * keep the common path free of tables.
+ *
+ * A coroutine the worker schedules (a thread's, or a user coroutine
+ * suspended inside an operation) must not be resumed by Lua code: its
+ * operation would return early and the worker would later resume it
+ * again. As in OpenResty, resume refuses it ("cannot resume running
+ * coroutine") and status reports "running" (or "normal" for a coroutine
+ * that resumed the waiting one), "zombie" and "dead" for threads.
+ * `waiting` marks the coroutines of a chain while an operation is pending.
+ *
+ * OpenResty's wrap returns resume's (false, "cannot resume dead
+ * coroutine") instead of raising it; an error inside the body is raised.
  */
 static const char co_wrappers[] =
-    "local raw_resume, raw_create, take, up, select, error = ...\n"
-    "local function after(co, ...)\n"
-    "  if take() then return after(co, raw_resume(co, up())) end\n"
+    "local raw_resume, raw_create, raw_status, raw_running, take, up,\n"
+    "      threads, thread_status, type, error, setmetatable = ...\n"
+    "local waiting = setmetatable({}, { __mode = 'k' })\n"
+    "local function clear(co, ...)\n"
+    "  waiting[co] = nil\n"
     "  return ...\n"
     "end\n"
+    "local function after(co, ...)\n"
+    "  if take() then\n"
+    "    local me = raw_running()\n"
+    "    waiting[co] = waiting[co] or 'running'\n"
+    "    if me then waiting[me] = 'normal' end\n"
+    "    return after(co, clear(co, raw_resume(co, clear(me, up()))))\n"
+    "  end\n"
+    "  return ...\n"
+    "end\n"
+    "local function busy(co)\n"
+    "  if threads[co] ~= nil then return thread_status(co) end\n"
+    "  return waiting[co]\n"
+    "end\n"
     "local function resume(co, ...)\n"
+    "  if type(co) ~= 'thread' then\n"
+    "    error(\"bad argument #1 to 'resume' (coroutine expected)\", 2)\n"
+    "  end\n"
+    "  local st = busy(co)\n"
+    "  if st then return false, 'cannot resume ' .. st .. ' coroutine' end\n"
     "  return after(co, raw_resume(co, ...))\n"
+    "end\n"
+    "local function status(co)\n"
+    "  if type(co) ~= 'thread' then\n"
+    "    error(\"bad argument #1 to 'status' (coroutine expected)\", 2)\n"
+    "  end\n"
+    "  return busy(co) or raw_status(co)\n"
+    "end\n"
+    "local function create(f)\n"
+    "  if type(f) ~= 'function' then\n"
+    "    error(\"bad argument #1 to 'create' (Lua function expected)\", 2)\n"
+    "  end\n"
+    "  return raw_create(f)\n"
     "end\n"
     "local function unwrap(ok, ...)\n"
     "  if ok then return ... end\n"
     "  error((...), 0)\n"
     "end\n"
     "local function wrap(f)\n"
+    "  if type(f) ~= 'function' then\n"
+    "    error(\"bad argument #1 to 'wrap' (Lua function expected)\", 2)\n"
+    "  end\n"
     "  local co = raw_create(f)\n"
-    "  return function(...) return unwrap(resume(co, ...)) end\n"
+    "  return function(...)\n"
+    "    if waiting[co] or raw_status(co) ~= 'suspended' then\n"
+    "      return resume(co, ...)\n"
+    "    end\n"
+    "    return unwrap(resume(co, ...))\n"
+    "  end\n"
     "end\n"
-    "return resume, wrap\n";
+    "return resume, wrap, status, create\n";
 
 
 static void
 wrap_coroutines(lua_State *L)
 {
+    static const char *const names[] = { "resume", "wrap", "status",
+                                         "create" };
+    int i;
+
     if (luaL_loadbuffer(L, co_wrappers, sizeof(co_wrappers) - 1,
                         "=moonpool.coroutine") != 0) {
         abort(); /* our own constant chunk: cannot fail to compile */
@@ -727,18 +913,26 @@ wrap_coroutines(lua_State *L)
     lua_getglobal(L, "coroutine");
     lua_getfield(L, -1, "resume");
     lua_getfield(L, -2, "create");
-    lua_remove(L, -3);
+    lua_getfield(L, -3, "status");
+    lua_pushcfunction(L, co_running);
+    lua_remove(L, -5);
     lua_pushcfunction(L, co_take_ngx_yield);
     lua_pushcfunction(L, co_yield_up);
-    lua_getglobal(L, "select");
+    lua_pushlightuserdata(L, &threads_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushcfunction(L, co_thread_status);
+    lua_getglobal(L, "type");
     lua_getglobal(L, "error");
-    lua_call(L, 6, 2);
+    lua_getglobal(L, "setmetatable");
+    lua_call(L, 11, 4);
     lua_getglobal(L, "coroutine");
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "wrap");
-    lua_pushvalue(L, -3);
-    lua_setfield(L, -2, "resume");
-    lua_pop(L, 3);
+    for (i = 3; i >= 0; i--) {
+        lua_pushvalue(L, -5 + i);
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_pushcfunction(L, co_running);
+    lua_setfield(L, -2, "running");
+    lua_pop(L, 5);
 }
 
 

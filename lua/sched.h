@@ -46,6 +46,9 @@ struct mp_lua_thread_s {
     int co_ref;                 /* keeps co alive in the registry */
     mp_request_t *r;            /* NULL for timers */
     mp_lua_thread_t *parent;    /* the spawner of a user thread */
+    lua_State *parent_co;       /* the coroutine that spawned it */
+    mp_lua_thread_t *children;  /* a timer's light threads */
+    int live;                   /* a timer's light threads not yet ended */
     mp_lua_thread_t *next;      /* the request's user threads */
     mp_lua_thread_t *waiter;    /* blocked in ngx.thread.wait on this one */
     mp_lua_thread_t *wq_prev;   /* in a wait queue (semaphore) */
@@ -62,6 +65,7 @@ struct mp_lua_thread_s {
     unsigned waiting:1;         /* suspended in an operation */
     unsigned reaped:1;          /* ngx.thread.wait took its results */
     unsigned ev_set:1;          /* ev was assigned */
+    unsigned mapped:1;          /* co is known to coroutine.status */
 };
 
 /* The thread running now, or NULL (init, init_worker). */
