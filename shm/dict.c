@@ -26,7 +26,15 @@
 
 #define DICT_MAGIC 0x6d70646963743032ULL /* "mpdict02" */
 #define INPLACE_MAX 128         /* largest value updated in place (bytes) */
-#define MIN_SHARD_SIZE (256 * 1024)
+/*
+ * Automatic sharding: at most AUTO_SHARDS shards of at least MIN_SHARD_SIZE.
+ * A value must fit one shard, so shards trade the largest storable value
+ * against lock contention; with a handful of workers 8 locks already make
+ * waiting rare, and 1 MiB keeps OpenResty-sized blobs storable in small
+ * dicts (a 10m dict stores values up to ~1.2 MiB, a 64m one up to ~8 MiB).
+ */
+#define MIN_SHARD_SIZE (1024 * 1024)
+#define AUTO_SHARDS 8
 #define EXPIRED_SCAN 64         /* expired items looked for before evicting */
 
 static mp_msec_t
@@ -253,7 +261,7 @@ mp_dict_init(mp_zone_t *zone, unsigned nshards, const char **errmsg)
         return d;
     }
     if (nshards == 0) {
-        for (nshards = 1; nshards < 16
+        for (nshards = 1; nshards < AUTO_SHARDS
              && (size - 4096) / (nshards * 2) >= MIN_SHARD_SIZE;
              nshards *= 2)
         {

@@ -117,6 +117,29 @@ test_dict_zone_create_and_reuse(void)
 
 
 static void
+test_dict_auto_shards_keep_large_values(void)
+{
+    mp_zone_t *z;
+    mp_dict_t *d = new_dict(10 << 20, 0, &z);
+    mp_dict_value_t v = { 0 };
+    const char *err;
+    int forcible;
+    char *big = mp_alloc(700 * 1024);
+
+    /* 8 shards of ~1.25 MiB: a 700 KiB value (an OpenResty-sized blob)
+     * must still fit in a 10 MiB dict */
+    CU_ASSERT_EQUAL(mp_dict_nshards(d), 8);
+    memset(big, 'x', 700 * 1024);
+    v.type = MP_DICT_TSTRING;
+    v.str = big;
+    v.len = 700 * 1024;
+    CU_ASSERT_EQUAL(mp_dict_set(d, "big", 3, &v, 0, &forcible, &err), MP_OK);
+    free(big);
+    mp_zone_destroy(z);
+}
+
+
+static void
 test_dict_reinit_keeps_data(void)
 {
     mp_zone_t *z;
@@ -125,7 +148,8 @@ test_dict_reinit_keeps_data(void)
     char buf[64];
     int forcible;
 
-    CU_ASSERT_EQUAL(mp_dict_nshards(d), 2);
+    /* automatic sharding keeps shards of at least 1 MiB */
+    CU_ASSERT_EQUAL(mp_dict_nshards(d), 1);
     CU_ASSERT_STRING_EQUAL(mp_dict_name(d), "test");
     CU_ASSERT_EQUAL(set_str(d, "k", "kept", 0, &forcible), MP_OK);
     d2 = mp_dict_init(z, 0, &err);
@@ -1000,6 +1024,7 @@ mp_test_register(void)
     static const mp_test_t tests[] = {
         MP_TEST(test_dict_zone_create_and_reuse),
         MP_TEST(test_dict_reinit_keeps_data),
+        MP_TEST(test_dict_auto_shards_keep_large_values),
         MP_TEST(test_dict_value_types_and_flags),
         MP_TEST(test_dict_errors_and_delete),
         MP_TEST(test_dict_expiry_with_test_clock),
