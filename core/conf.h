@@ -132,6 +132,8 @@ typedef struct {
         mp_msec_t keepalive_timeout;
         size_t client_max_body_size;
         size_t large_header_buffer;
+        size_t client_body_buffer_size; /* larger bodies go to a file */
+        const char *client_body_temp_path; /* directory of those files */
     } http;
 
     mp_conf_dict_t *dicts;

@@ -2,8 +2,12 @@
  * api_var.c: ngx.var, a table whose metatable reads and writes nginx-style
  * variables of the current request ($uri, $args, $arg_NAME, $http_NAME,
  * ...). Names are case-insensitive, values are strings, and an absent or
- * unknown variable reads as nil, as in OpenResty. Only $args is writable
- * so far; writing another variable raises OpenResty's error.
+ * unknown variable reads as nil, as in OpenResty. $args and $limit_rate
+ * are the writable built-ins; writing another built-in raises OpenResty's
+ * error. Unlike OpenResty, which only assigns variables declared with
+ * "set $foo ''" in nginx.conf, any other name is a user variable that
+ * Lua may assign and read back for the rest of the request (log phase
+ * included).
  *
  * The variables are a table of name -> getter (and optional setter), so a
  * new variable is a new row and a function. Getters push exactly one
@@ -17,6 +21,7 @@
 #include "core/time.h"
 #include "lua/util.h"
 #include "lua/vm.h"
+#include "worker/body.h"
 #include "worker/http.h"
 #include "worker/tls.h"
 
@@ -51,9 +56,21 @@ push_str(lua_State *L, const mp_str_t *s)
 
 /*
  * nginx reports $args as not found when the request has no '?' or nothing
- * after it, but as "" once Lua assigned "" to it; this marks the latter.
+ * after it, but as "" once Lua assigned "" to it (ngx.var.args or
+ * ngx.req.set_uri_args); this marks the former case of an assignment.
  */
 static char empty_args[1];
+
+
+/* An empty $args read from the request line (not assigned by Lua). */
+static int
+args_from_request(const mp_request_t *r)
+{
+    const mp_buf_t *in = &r->conn->in;
+
+    return r->args.data == NULL
+           || (r->args.data >= in->data && r->args.data <= in->data + in->cap);
+}
 
 
 static int
@@ -77,7 +94,7 @@ var_uri(lua_State *L, mp_request_t *r)
 static int
 var_args(lua_State *L, mp_request_t *r)
 {
-    if (r->args.len == 0 && r->args.data != empty_args) {
+    if (r->args.len == 0 && args_from_request(r)) {
         lua_pushnil(L);
         return 1;
     }
@@ -400,6 +417,231 @@ var_hostname(lua_State *L, mp_request_t *r)
 }
 
 
+/*
+ * $request_length: the request line, headers and body as received (the
+ * framing of a chunked body is not counted, nginx counts it).
+ */
+static int
+var_request_length(lua_State *L, mp_request_t *r)
+{
+    mp_str_t head = mp_body_raw_header(r, 1);
+
+    return push_int(L, (long long) (head.len + r->body_received));
+}
+
+
+/* $request: the request line as received, without its CRLF. */
+static int
+var_request(lua_State *L, mp_request_t *r)
+{
+    mp_str_t head = mp_body_raw_header(r, 1);
+    const char *eol = head.len ? memchr(head.data, '\n', head.len) : NULL;
+    size_t len;
+
+    if (eol == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    len = (size_t) (eol - head.data);
+    if (len > 0 && head.data[len - 1] == '\r') {
+        len--;
+    }
+    lua_pushlstring(L, head.data, len);
+    return 1;
+}
+
+
+/* $request_body: the body once read, when it is in memory (nginx). */
+static int
+var_request_body(lua_State *L, mp_request_t *r)
+{
+    if (!mp_lua_ctx(r)->body_read || r->body_file != NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    return 1;
+}
+
+
+static int
+var_request_body_file(lua_State *L, mp_request_t *r)
+{
+    if (!mp_lua_ctx(r)->body_read || r->body_file == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushstring(L, r->body_file->path);
+    return 1;
+}
+
+
+static int
+var_bytes_sent(lua_State *L, mp_request_t *r)
+{
+    return push_int(L, (long long) r->bytes_sent);
+}
+
+
+static int
+var_connection_requests(lua_State *L, mp_request_t *r)
+{
+    return push_int(L, (long long) r->conn->requests + 1);
+}
+
+
+/* ---- user variables ------------------------------------------------------ */
+
+/*
+ * moonpool has no "set $foo ''": any name that is not a built-in may be
+ * assigned from Lua, and reads back (also in later phases and the log
+ * phase) for the rest of the request. They live in the request pool, in
+ * a list: a request sets a handful at most.
+ */
+typedef struct user_var_s {
+    struct user_var_s *next;
+    mp_str_t name;          /* lower case */
+    mp_str_t value;
+    unsigned isnil:1;
+} user_var_t;
+
+
+static user_var_t *
+find_user_var(mp_request_t *r, const char *name, size_t len)
+{
+    user_var_t *u;
+
+    for (u = r->vars; u != NULL; u = u->next) {
+        if (u->name.len == len && memcmp(u->name.data, name, len) == 0) {
+            return u;
+        }
+    }
+    return NULL;
+}
+
+
+static void
+set_user_var(mp_request_t *r, const char *name, size_t len,
+             const char *value, size_t vlen, int isnil)
+{
+    user_var_t *u = find_user_var(r, name, len);
+
+    if (u == NULL) {
+        u = mp_pool_alloc(r->pool, sizeof(*u));
+        u->name.data = mp_pool_strndup(r->pool, name, len);
+        u->name.len = len;
+        u->next = r->vars;
+        r->vars = u;
+    }
+    u->isnil = isnil ? 1 : 0;
+    u->value.data = isnil ? NULL : mp_pool_strndup(r->pool, value, vlen);
+    u->value.len = isnil ? 0 : vlen;
+}
+
+
+static int
+push_user_var(lua_State *L, mp_request_t *r, const char *name, size_t len)
+{
+    user_var_t *u = find_user_var(r, name, len);
+
+    if (u == NULL || u->isnil) {
+        lua_pushnil(L);
+        return 1;
+    }
+    return push_str(L, &u->value);
+}
+
+
+/* $limit_rate: writable in nginx; moonpool keeps the value, no limit. */
+static int
+var_limit_rate(lua_State *L, mp_request_t *r)
+{
+    user_var_t *u = find_user_var(r, "limit_rate", 10);
+
+    if (u == NULL || u->isnil) {
+        lua_pushliteral(L, "0");
+        return 1;
+    }
+    return push_str(L, &u->value);
+}
+
+
+static void
+set_limit_rate(lua_State *L, mp_request_t *r, const char *value, size_t len,
+               int isnil)
+{
+    (void) L;
+    set_user_var(r, "limit_rate", 10, value, len, isnil);
+}
+
+
+/*
+ * $cookie_NAME, as nginx 1.22 finds it in every Cookie header: pairs are
+ * separated by ';' or ',', spaces around them and before '=' are
+ * skipped, NAME is compared case-insensitively, and the value runs to the
+ * next ';'. nil when no pair has that name.
+ */
+static int
+find_cookie(const mp_str_t *v, const char *name, size_t len, mp_str_t *out)
+{
+    const char *p = v->data, *end = v->data + v->len, *val;
+
+    while (p < end) {
+        if ((size_t) (end - p) >= len && mp_strncasecmp_eq(p, name, len) == 0)
+        {
+            const char *q = p + len;
+
+            while (q < end && *q == ' ') {
+                q++;
+            }
+            if (q < end && *q == '=') {
+                q++;
+                while (q < end && *q == ' ') {
+                    q++;
+                }
+                val = q;
+                while (q < end && *q != ';') {
+                    q++;
+                }
+                out->data = (char *) val;
+                out->len = (size_t) (q - val);
+                return 1;
+            }
+        }
+        while (p < end && *p != ';' && *p != ',') {
+            p++;
+        }
+        if (p < end) {
+            p++;
+        }
+        while (p < end && *p == ' ') {
+            p++;
+        }
+    }
+    return 0;
+}
+
+
+static int
+push_cookie(lua_State *L, mp_request_t *r, const char *name, size_t len)
+{
+    mp_str_t value;
+    size_t i;
+
+    for (i = 0; i < r->nheaders; i++) {
+        const mp_header_t *h = &r->headers[i];
+
+        if (h->name.len == 6 && mp_strncasecmp_eq(h->name.data, "cookie", 6)
+            == 0 && find_cookie(&h->value, name, len, &value))
+        {
+            return push_str(L, &value);
+        }
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+
 #define VAR(n, get, set) { mp_string(n), get, set }
 
 static const var_t vars[] = {
@@ -430,6 +672,14 @@ static const var_t vars[] = {
     VAR("time_local", var_time_local, NULL),
     VAR("pid", var_pid, NULL),
     VAR("hostname", var_hostname, NULL),
+    VAR("request_length", var_request_length, NULL),
+    VAR("request", var_request, NULL),
+    VAR("document_uri", var_uri, NULL),
+    VAR("request_body", var_request_body, NULL),
+    VAR("request_body_file", var_request_body_file, NULL),
+    VAR("bytes_sent", var_bytes_sent, NULL),
+    VAR("connection_requests", var_connection_requests, NULL),
+    VAR("limit_rate", var_limit_rate, set_limit_rate),
 };
 
 
@@ -588,12 +838,43 @@ var_get(lua_State *L)
     if (len > 5 && memcmp(name, "http_", 5) == 0) {
         return push_http(L, r, name + 5, len - 5);
     }
-    lua_pushnil(L);
-    return 1;
+    if (len > 7 && memcmp(name, "cookie_", 7) == 0) {
+        return push_cookie(L, r, name + 7, len - 7);
+    }
+    return push_user_var(L, r, name, len);
 }
 
 
-/* __newindex(ngx.var, name, value) */
+/*
+ * The families of built-in variables ($arg_x, $http_x, $cookie_x, and
+ * nginx's $sent_http_x): OpenResty cannot assign them, so neither can a
+ * user variable take such a name.
+ */
+static int
+builtin_prefix(const char *name, size_t len)
+{
+    static const mp_str_t prefixes[] = {
+        mp_string("arg_"), mp_string("http_"), mp_string("cookie_"),
+        mp_string("sent_http_"),
+    };
+    size_t i;
+
+    for (i = 0; i < mp_nelems(prefixes); i++) {
+        if (len >= prefixes[i].len
+            && memcmp(name, prefixes[i].data, prefixes[i].len) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+/*
+ * __newindex(ngx.var, name, value): a writable built-in, else a user
+ * variable (see set_user_var); read-only built-ins raise OpenResty's
+ * errors.
+ */
 static int
 var_set(lua_State *L)
 {
@@ -624,6 +905,10 @@ var_set(lua_State *L)
     name = lower_name(key, len, stack, sizeof(stack));
     v = find_var(name, len);
 
+    if (v == NULL && !builtin_prefix(name, len)) {
+        set_user_var(r, name, len, value, vlen, isnil);
+        return 0;
+    }
     if (v == NULL || v->set == NULL) {
         lua_pushlstring(L, name, len);
         key = lua_tostring(L, -1);

@@ -1569,6 +1569,10 @@ static const conf_key_t http_keys[] = {
              0),
     CONF_KEY(http, "large_header_buffer", set_size, large_header_buffer,
              1024, 0),
+    CONF_KEY(http, "client_body_buffer_size", set_size,
+             client_body_buffer_size, 0, 0),
+    CONF_KEY(http, "client_body_temp_path", set_path, client_body_temp_path,
+             0, 0),
     KEY_END,
 };
 
@@ -1599,6 +1603,8 @@ set_defaults(mp_conf_t *conf)
     conf->http.keepalive_timeout = 75000;
     conf->http.client_max_body_size = 1024 * 1024;
     conf->http.large_header_buffer = 8192;
+    conf->http.client_body_buffer_size = 16384;
+    conf->http.client_body_temp_path = "/tmp";
 }
 
 

@@ -27,6 +27,7 @@
 #include "worker/stats.h"
 #include "worker/accesslog.h"
 #include "worker/tls.h"
+#include "worker/body.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -618,13 +619,12 @@ static int
 on_body(http_parser *p, const char *at, size_t len)
 {
     mp_conn_t *c = parser_conn(p);
-    size_t max = mp_worker_conf->http.client_max_body_size;
+    int status = mp_body_append(&c->r, at, len);
 
-    if (max != 0 && c->r.body.len + len > max) {
-        c->error_status = 413;
+    if (status != 0) {
+        c->error_status = status;
         return -1;
     }
-    buf_append(&c->r.body, at, len);
     return 0;
 }
 
@@ -1100,7 +1100,13 @@ process_input(mp_conn_t *c)
             send_continue(c);
         }
         if (c->parse_state == PARSE_BODY) {
-            /* body bytes were copied out: reuse their space */
+            /* the parser took every byte after the head and on_body copied
+             * the body out: reuse that space for the rest of the body */
+            mp_str_t head = mp_body_raw_header(&c->r, 1);
+
+            if (head.len > 0) {
+                c->in_pos = (size_t) (head.data + head.len - c->in.data);
+            }
             c->in.len = c->in_pos;
             arm_timer(c, mp_worker_conf->http.client_body_timeout);
         } else if (c->in.len == c->in.cap) {

@@ -27,6 +27,7 @@
 
 typedef struct mp_conn_s mp_conn_t;
 typedef struct mp_request_s mp_request_t;
+typedef struct mp_body_file_s mp_body_file_t; /* worker/body.h */
 
 typedef struct {
     mp_str_t name;
@@ -60,9 +61,12 @@ struct mp_request_s {
     size_t headers_cap;
     mp_str_t host;                 /* lower-cased, without port; may be 0 */
 
-    /* body */
+    /* body (worker/body.h) */
     mp_buf_t body;                 /* the whole body, read before handlers */
+    mp_body_file_t *body_file;     /* the body is in this file instead */
+    uint64_t body_received;        /* body bytes read from the client */
     int64_t content_length;        /* -1: none */
+    void *vars;                    /* ngx.var user variables (lua/api_var.c) */
     struct timespec start;
 
     /* response */
