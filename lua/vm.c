@@ -43,7 +43,14 @@ mp_lua_request_or_null(lua_State *L)
 mp_request_t *
 mp_lua_request(lua_State *L)
 {
+    mp_lua_thread_t *t;
+
     if (cur_request == NULL) {
+        t = mp_lua_thread_current();
+        if (t != NULL && t->kind == MP_LUA_THREAD_TIMER) {
+            /* OpenResty's words for request APIs in a timer */
+            luaL_error(L, "API disabled in the context of ngx.timer");
+        }
         luaL_error(L, "no request found");
     }
     return cur_request;

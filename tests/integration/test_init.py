@@ -24,6 +24,14 @@ CONFIG = {
     "servers": [{
         "listen": ["127.0.0.1:{port}"],
         "locations": [
+            {"match": "= /timer_say", "content":
+                'ngx.timer.at(0, function()\n'
+                '  local ok, err = pcall(ngx.say, "x")\n'
+                '  ngx.shared.state:set("say", err)\n'
+                'end)\n'
+                'ngx.say("scheduled")'},
+            {"match": "= /timer_say_result", "content":
+                'ngx.say(ngx.shared.state:get("say"))'},
             {"match": "= /phase", "content":
                 'ngx.say(ngx.shared.state:get("phase"), " ",'
                 ' tostring(ngx.shared.state:get("timer")))'},
@@ -47,6 +55,22 @@ class InitWorkerMayWait(ServerTestCase):
         self.assertEqual(body, b"ready ran\n")
         self.assertIn(first.body, (b"sleeping nil\n", b"ready nil\n",
                                    b"ready ran\n"))
+
+
+class RequestApisInTimers(ServerTestCase):
+    CONFIG = CONFIG
+
+    def test_request_api_in_timer_says_ngx_timer(self):
+        # OpenResty: "API disabled in the context of ngx.timer"
+        self.assertEqual(self.shared.request("GET", "/timer_say").status, 200)
+        deadline = time.time() + 3
+        body = b""
+        while time.time() < deadline:
+            body = self.shared.request("GET", "/timer_say_result").body
+            if body != b"nil\n":
+                break
+            time.sleep(0.05)
+        self.assertIn(b"API disabled in the context of ngx.timer", body)
 
 
 if __name__ == "__main__":
