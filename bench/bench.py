@@ -631,6 +631,16 @@ def main(argv):
             print(s.getsockname()[1])
     elif cmd == "configs":
         d, mp, ngx = args[0], int(args[1]), int(args[2])
+        if any(sc.get("redis") for sc in selected_scenarios()):
+            # run.sh starts redis-server on this port (DIR/redis.port)
+            rport = mp
+            while rport in (mp, ngx):
+                with socket.socket() as so:
+                    so.bind(("127.0.0.1", 0))
+                    rport = so.getsockname()[1]
+            with open(os.path.join(d, "redis.port"), "w") as f:
+                f.write("%d\n" % rport)
+            S.INIT = "REDIS_PORT = %d\n" % rport + S.INIT
         tls_mp = tls_ngx = None
         if tls_wanted():
             cert, key = make_cert(d)

@@ -68,6 +68,23 @@ while [ "$port_nginx" = "$port_moonpool" ]; do port_nginx=$(python3 "$helper" fr
 python3 "$helper" configs "$work" "$port_moonpool" "$port_nginx"
 say "configs and logs in $work"
 
+# one redis-server for the run when a scenario needs it (stopped by pid)
+redis_pid=""
+if [ -s "$work/redis.port" ]; then
+    command -v redis-server >/dev/null || die "redis-server not found (tools/deps.sh test)"
+    redis_port=$(cat "$work/redis.port")
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$work" >"$work/redis.log" 2>&1 &
+    redis_pid=$!
+    for i in $(seq 100); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $redis_port), 0.2)" \
+            2>/dev/null && break
+        [ "$i" = 100 ] && die "redis-server did not start on port $redis_port"
+        sleep 0.05
+    done
+    say "redis-server pid $redis_pid on 127.0.0.1:$redis_port"
+fi
+
 # ------------------------------------------------------------- servers
 declare -A pid port
 port[moonpool]=$port_moonpool
@@ -94,6 +111,10 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     for sv in $BENCH_SERVERS; do stop_server "$sv"; done
+    if [ -n "${redis_pid:-}" ]; then
+        kill -TERM "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+    fi
     exit $rc
 }
 trap cleanup EXIT

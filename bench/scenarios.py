@@ -7,6 +7,9 @@ Each scenario is one location served by both servers with the SAME Lua code:
   content   Lua code of the content handler (identical on both sides)
   wrk_args  extra wrk arguments (a list), e.g. ["-H", "Connection: close"]
   expect    optional: (status, body length) a pre-flight GET must return
+  redis     optional: True when the Lua talks to redis-server; run.sh then
+            starts one for the run on a free port, given to the Lua as the
+            global REDIS_PORT (defined before INIT on both sides)
   tls       optional: True to run it over HTTPS (wrk on an https:// URL);
             both servers then get a second server block on a TLS port with
             a self-signed certificate generated into the run directory
@@ -32,6 +35,23 @@ BODY_4K = string.rep("0123456789abcdef", 255) .. "0123456789abcde\\n"
 ngx.shared.bench:set("k", "hello")
 -- the API scenario answers JSON with Debian's lua-cjson
 cjson = require "cjson"
+
+-- one redis round trip on a pooled cosocket (the redis scenarios)
+function REDIS_PING()
+    local s = ngx.socket.tcp()
+    s:settimeout(1000)
+    local ok, err = s:connect("127.0.0.1", REDIS_PORT)
+    if not ok then
+        return nil, err
+    end
+    s:send("PING\\r\\n")
+    local line
+    line, err = s:receive()
+    if line then
+        s:setkeepalive(10000, 64)
+    end
+    return line, err
+end
 """
 
 SHARED_DICTS = {"bench": "10m"}
@@ -94,5 +114,31 @@ SCENARIOS = [
                    '                      name = m and m[2], q = args.q}))',
         "wrk_args": [],
         "expect": (200, 40),
+    },
+    {
+        # issue 5: per request a pooled connection to a local redis-server,
+        # PING, read +PONG, setkeepalive
+        "name": "redis-ping",
+        "path": "/redis-ping",
+        "content": 'ngx.say((assert(REDIS_PING())))',
+        "wrk_args": [],
+        "expect": (200, 6),
+        "redis": True,
+    },
+    {
+        # issue 5: fan-out, three light threads doing a redis round trip each
+        "name": "redis-fanout",
+        "path": "/redis-fanout",
+        "content": (
+            "local a = ngx.thread.spawn(REDIS_PING)\n"
+            "local b = ngx.thread.spawn(REDIS_PING)\n"
+            "local c = ngx.thread.spawn(REDIS_PING)\n"
+            "local _, ra = ngx.thread.wait(a)\n"
+            "local _, rb = ngx.thread.wait(b)\n"
+            "local _, rc = ngx.thread.wait(c)\n"
+            "ngx.say(ra, rb, rc)\n"),
+        "wrk_args": [],
+        "expect": (200, 16),
+        "redis": True,
     },
 ]

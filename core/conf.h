@@ -123,6 +123,17 @@ typedef struct {
         const char *package_cpath;
         mp_conf_handler_t *init;     /* NULL when absent */
         mp_conf_handler_t *init_worker;
+        const char **resolvers;      /* "ip[:port]"; none: resolv.conf */
+        size_t nresolvers;
+        mp_msec_t resolver_timeout;  /* a whole DNS query */
+        const char *ssl_trusted_certificate; /* CA file; NULL: none */
+        int ssl_verify_depth;
+        mp_msec_t socket_connect_timeout; /* cosocket defaults */
+        mp_msec_t socket_send_timeout;
+        mp_msec_t socket_read_timeout;
+        mp_msec_t socket_keepalive_timeout;
+        int socket_pool_size;
+        size_t socket_buffer_size;
     } lua;
 
     struct {

@@ -201,6 +201,7 @@ create_vm(const mp_conf_t *conf)
     mp_lua_inject_thread_api(L);
     mp_lua_inject_timer_api(L);
     mp_lua_inject_sema_api(L);
+    mp_lua_inject_socket_api(L);
     mp_lua_inject_metrics_api(L, conf);
     mp_lua_inject_shdict_api(L, conf);
     lua_pushvalue(L, -1);

@@ -104,6 +104,8 @@ void mp_lua_inject_regex_api(lua_State *L);
 void mp_lua_inject_phase_api(lua_State *L);
 void mp_lua_inject_timer_api(lua_State *L);
 void mp_lua_inject_sema_api(lua_State *L);
+void mp_lua_inject_socket_api(lua_State *L);     /* ngx.socket */
+void mp_lua_inject_socket_udp_api(lua_State *L); /* its udp() */
 void mp_lua_inject_metrics_api(lua_State *L, const mp_conf_t *conf);
 
 /* In a worker: registers the timers' shutdown hooks. */

@@ -1114,6 +1114,88 @@ set_listen(conf_ctx_t *ctx, const conf_key_t *key, const node_t *n,
 }
 
 
+/* "1.2.3.4", "1.2.3.4:53", "::1" or "[::1]:53". */
+static int
+resolver_address_ok(const char *s)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    unsigned char addr[sizeof(struct in6_addr)];
+    const char *colon, *end, *port = NULL;
+    size_t n;
+
+    if (s[0] == '[') {
+        end = strchr(s, ']');
+        if (end == NULL || (end[1] != '\0' && end[1] != ':')) {
+            return 0;
+        }
+        n = (size_t) (end - s - 1);
+        s++;
+        port = end[1] == ':' ? end + 2 : NULL;
+    } else {
+        colon = strchr(s, ':');
+        if (colon != NULL && strchr(colon + 1, ':') == NULL) {
+            n = (size_t) (colon - s);
+            port = colon + 1;
+        } else {
+            n = strlen(s);
+        }
+    }
+    if (n == 0 || n >= sizeof(host)) {
+        return 0;
+    }
+    memcpy(host, s, n);
+    host[n] = '\0';
+    if (inet_pton(AF_INET, host, addr) != 1
+        && inet_pton(AF_INET6, host, addr) != 1) {
+        return 0;
+    }
+    if (port != NULL) {
+        char *e;
+        long v = strtol(port, &e, 10);
+
+        if (*port == '\0' || *e != '\0' || v < 1 || v > 65535) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/*
+ * lua.resolver: nameservers as "ip", "ip:port" or "[ipv6]:port", one or a
+ * sequence. Kept as written (evdns reads that form); numeric only, since a
+ * nameserver cannot be found by name.
+ */
+static int
+set_resolver(conf_ctx_t *ctx, const conf_key_t *key, const node_t *n,
+             void *base)
+{
+    const node_t *const *items;
+    const node_t *one[1];
+    const char **out;
+    size_t count, i;
+
+    count = string_list(ctx, key, n, &items, one);
+    if (count == 0) {
+        return MP_ERROR;
+    }
+    out = mp_pool_calloc(ctx->conf->pool, count * sizeof(char *));
+    for (i = 0; i < count; i++) {
+        if (!resolver_address_ok(items[i]->value)) {
+            return node_error(ctx, items[i],
+                              "invalid resolver \"%s\": expected an IP "
+                              "address with an optional port",
+                              items[i]->value);
+        }
+        out[i] = mp_pool_strndup(ctx->conf->pool, items[i]->value,
+                                 items[i]->len);
+    }
+    *FIELD(base, key, const char **) = out;
+    ((mp_conf_t *) base)->lua.nresolvers = count; /* lua keys: base = conf */
+    return MP_OK;
+}
+
+
 /* "example.com", "*.example.com" or "www.example.*", lowercased. */
 static int
 check_name(conf_ctx_t *ctx, const node_t *n, char *name, size_t len)
@@ -1554,6 +1636,23 @@ static const conf_key_t lua_keys[] = {
     CONF_KEY(lua, "package_cpath", set_string, package_cpath, 0, 0),
     CONF_KEY(lua, "init", set_handler, init, 0, 0),
     CONF_KEY(lua, "init_worker", set_handler, init_worker, 0, 0),
+    CONF_KEY(lua, "resolver", set_resolver, resolvers, 0, 0),
+    CONF_KEY(lua, "resolver_timeout", set_duration, resolver_timeout, 0, 0),
+    CONF_KEY(lua, "ssl_trusted_certificate", set_path,
+             ssl_trusted_certificate, 0, 0),
+    CONF_KEY(lua, "ssl_verify_depth", set_int, ssl_verify_depth, 0, 100),
+    CONF_KEY(lua, "socket_connect_timeout", set_duration,
+             socket_connect_timeout, 0, 0),
+    CONF_KEY(lua, "socket_send_timeout", set_duration, socket_send_timeout,
+             0, 0),
+    CONF_KEY(lua, "socket_read_timeout", set_duration, socket_read_timeout,
+             0, 0),
+    CONF_KEY(lua, "socket_keepalive_timeout", set_duration,
+             socket_keepalive_timeout, 0, 0),
+    CONF_KEY(lua, "socket_pool_size", set_int, socket_pool_size, 1,
+             INT_MAX),
+    CONF_KEY(lua, "socket_buffer_size", set_size, socket_buffer_size, 512,
+             0),
     KEY_END,
 };
 
@@ -1603,6 +1702,14 @@ set_defaults(mp_conf_t *conf)
     conf->http.keepalive_timeout = 75000;
     conf->http.client_max_body_size = 1024 * 1024;
     conf->http.large_header_buffer = 8192;
+    conf->lua.resolver_timeout = 30000;
+    conf->lua.ssl_verify_depth = 1;
+    conf->lua.socket_connect_timeout = 60000;
+    conf->lua.socket_send_timeout = 60000;
+    conf->lua.socket_read_timeout = 60000;
+    conf->lua.socket_keepalive_timeout = 60000;
+    conf->lua.socket_pool_size = 30;
+    conf->lua.socket_buffer_size = 4096;
     conf->http.client_body_buffer_size = 16384;
     conf->http.client_body_temp_path = "/tmp";
 }

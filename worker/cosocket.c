@@ -1,0 +1,738 @@
+/*
+ * cosocket.c: non-blocking client sockets, TLS on them and the keep-alive
+ * pool (see cosocket.h). Called by lua/api_socket_*.c only.
+ *
+ * Reads go into one buffer per socket, grown only for a single value
+ * larger than it ("*a", receive(n) with a large n, a long line). Buffers
+ * of the default size are recycled through a small free list when a
+ * socket is cleaned up, so the common case (a socket per request) does
+ * not allocate once the worker is warm.
+ *
+ * The pool is a list of named pools (a worker talks to few upstreams);
+ * each owns `size` idle slots allocated when it is created, kept in two
+ * lists: idle connections, most recently used first, and free slots. An
+ * idle connection is watched for readability: the peer closing it or
+ * sending something unasked means it cannot be reused, so it is closed
+ * then, as lua-nginx-module does.
+ */
+#include "core/mp_core.h"
+#include "core/log.h"
+#include "worker/cosocket.h"
+#include "worker/loop.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define MP_BUF_FREELIST 64
+
+
+static char *free_bufs[MP_BUF_FREELIST];
+static int nfree_bufs;
+static SSL_CTX *client_ctx;
+static int client_ctx_failed;
+
+
+void
+mp_cosocket_init(mp_cosocket_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->fd = -1;
+}
+
+
+const char *
+mp_cosocket_strerror(int err)
+{
+    static char buf[128];
+    const char *m = strerror(err);
+    size_t i;
+
+    for (i = 0; m[i] != '\0' && i + 1 < sizeof(buf); i++) {
+        buf[i] = (char) tolower((unsigned char) m[i]);
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+
+int
+mp_cosocket_connect(mp_cosocket_t *s, const struct sockaddr *sa,
+                    socklen_t len, int type)
+{
+    int fd, one = 1;
+
+    fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        s->err = errno;
+        mp_log_error(MP_LOG_ERR, errno, "socket() failed");
+        return MP_ERROR;
+    }
+    if (type == SOCK_STREAM && sa->sa_family != AF_UNIX) {
+        /* requests are written whole; Nagle would only delay them */
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    s->fd = fd;
+    s->type = type;
+    s->err = 0;
+    s->pos = s->last = 0;
+    if (connect(fd, sa, len) == 0) {
+        return MP_OK;
+    }
+    if (errno == EINPROGRESS) {
+        return MP_AGAIN;
+    }
+    /* a unix socket whose listener is busy says EAGAIN: wait like TCP */
+    if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
+        return MP_AGAIN;
+    }
+    s->err = errno;
+    close(fd);
+    s->fd = -1;
+    return MP_ERROR;
+}
+
+
+int
+mp_cosocket_connect_done(mp_cosocket_t *s)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
+        err = errno;
+    }
+    if (err != 0) {
+        s->err = err;
+        return MP_ERROR;
+    }
+    return MP_OK;
+}
+
+
+static void
+fire(mp_cosocket_t *s, mp_cosocket_waiter_t *w, short what)
+{
+    w->armed = 0;
+    mp_worker_time_update();
+    w->cb(s, w->data, what);
+}
+
+
+static void
+on_read_wait(evutil_socket_t fd, short what, void *arg)
+{
+    mp_cosocket_t *s = arg;
+
+    (void) fd;
+    fire(s, &s->rd, what);
+}
+
+
+static void
+on_write_wait(evutil_socket_t fd, short what, void *arg)
+{
+    mp_cosocket_t *s = arg;
+
+    (void) fd;
+    fire(s, &s->wr, what);
+}
+
+
+void
+mp_cosocket_wait(mp_cosocket_t *s, mp_cosocket_waiter_t *w, short what,
+                 mp_msec_t timeout, mp_cosocket_cb cb, void *data)
+{
+    struct timeval tv;
+
+    if (w->armed) {
+        event_del(&w->ev);
+    }
+    event_assign(&w->ev, mp_worker_base, s->fd, what,
+                 w == &s->rd ? on_read_wait : on_write_wait, s);
+    w->assigned = 1;
+    w->cb = cb;
+    w->data = data;
+    w->armed = 1;
+    if (timeout > 0) {
+        tv.tv_sec = (time_t) (timeout / 1000);
+        tv.tv_usec = (suseconds_t) ((timeout % 1000) * 1000);
+        event_add(&w->ev, &tv);
+    } else {
+        event_add(&w->ev, NULL);
+    }
+}
+
+
+void
+mp_cosocket_unwait(mp_cosocket_waiter_t *w)
+{
+    if (w->armed) {
+        event_del(&w->ev);
+        w->armed = 0;
+    }
+}
+
+
+/* ---- reads and writes ---------------------------------------------------- */
+
+/* Maps an SSL_read/SSL_write result to the read(2) contract. */
+static ssize_t
+tls_result(mp_cosocket_t *s, int n)
+{
+    int e = SSL_get_error(s->ssl, n);
+
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        s->want = EV_READ;
+        s->err = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        s->want = EV_WRITE;
+        s->err = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        s->err = errno != 0 ? errno : ECONNRESET;
+        if (n == 0 || errno == 0) {
+            return 0; /* EOF without close_notify: nginx calls it closed */
+        }
+        return -1;
+    default:
+        mp_log_error(MP_LOG_INFO, 0, "cosocket TLS error: %s",
+                     ERR_reason_error_string(ERR_peek_last_error()));
+        ERR_clear_error();
+        s->err = EPROTO;
+        return -1;
+    }
+}
+
+
+ssize_t
+mp_cosocket_read(mp_cosocket_t *s, char *p, size_t n)
+{
+    ssize_t r;
+    int k;
+
+    if (s->ssl != NULL) {
+        errno = 0;
+        k = SSL_read(s->ssl, p, (int) mp_min(n, (size_t) INT32_MAX));
+        return k > 0 ? k : tls_result(s, k);
+    }
+    do {
+        r = recv(s->fd, p, n, 0);
+    } while (r == -1 && errno == EINTR);
+    if (r == -1) {
+        s->err = errno;
+        s->want = EV_READ;
+    }
+    return r;
+}
+
+
+ssize_t
+mp_cosocket_write(mp_cosocket_t *s, const char *p, size_t n)
+{
+    ssize_t r;
+    int k;
+
+    if (s->ssl != NULL) {
+        errno = 0;
+        k = SSL_write(s->ssl, p, (int) mp_min(n, (size_t) INT32_MAX));
+        if (k > 0) {
+            return k;
+        }
+        r = tls_result(s, k);
+        if (r == 0) {
+            s->err = EPIPE;
+            return -1;
+        }
+        return r;
+    }
+    do {
+        r = send(s->fd, p, n, MSG_NOSIGNAL);
+    } while (r == -1 && errno == EINTR);
+    if (r == -1) {
+        s->err = errno;
+        s->want = EV_WRITE;
+    }
+    return r;
+}
+
+
+/* The size of a new buffer: lua.socket_buffer_size. */
+static size_t
+default_size(void)
+{
+    return mp_worker_conf != NULL ? mp_worker_conf->lua.socket_buffer_size
+                                  : 4096;
+}
+
+
+static char *
+buf_alloc(size_t size)
+{
+    if (size == default_size() && nfree_bufs > 0) {
+        return free_bufs[--nfree_bufs];
+    }
+    return mp_alloc(size);
+}
+
+
+static void
+buf_free(char *buf, size_t size)
+{
+    if (size == default_size() && nfree_bufs < MP_BUF_FREELIST) {
+        free_bufs[nfree_bufs++] = buf;
+        return;
+    }
+    free(buf);
+}
+
+
+char *
+mp_cosocket_reserve(mp_cosocket_t *s, size_t n)
+{
+    size_t unread = s->last - s->pos, cap;
+    char *nb;
+
+    if (s->buf == NULL) {
+        s->cap = mp_max(n, default_size());
+        s->buf = buf_alloc(s->cap);
+        s->pos = s->last = 0;
+        return s->buf;
+    }
+    if (s->cap - s->last >= n) {
+        return s->buf + s->last;
+    }
+    if (s->pos > 0 && s->cap - unread >= n) {
+        memmove(s->buf, s->buf + s->pos, unread);
+        s->pos = 0;
+        s->last = unread;
+        return s->buf + s->last;
+    }
+    cap = s->cap;
+    while (cap - unread < n) {
+        cap *= 2;
+    }
+    nb = mp_alloc(cap);
+    memcpy(nb, s->buf + s->pos, unread);
+    buf_free(s->buf, s->cap);
+    s->buf = nb;
+    s->cap = cap;
+    s->pos = 0;
+    s->last = unread;
+    return s->buf + s->last;
+}
+
+
+ssize_t
+mp_cosocket_fill(mp_cosocket_t *s, size_t max)
+{
+    char *p;
+    ssize_t n;
+    size_t room;
+
+    if (max == 0) {
+        /* whatever fits once 512 bytes are free: a read fills the buffer
+         * and the buffer grows only when one value outgrows it */
+        p = mp_cosocket_reserve(s, 512);
+        room = s->cap - s->last;
+    } else {
+        p = mp_cosocket_reserve(s, max);
+        room = max;
+    }
+    n = mp_cosocket_read(s, p, room);
+    if (n > 0) {
+        s->last += (size_t) n;
+    }
+    return n;
+}
+
+
+void
+mp_cosocket_close(mp_cosocket_t *s)
+{
+    mp_cosocket_unwait(&s->rd);
+    mp_cosocket_unwait(&s->wr);
+    if (s->ssl != NULL) {
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+    if (s->fd != -1) {
+        close(s->fd);
+        s->fd = -1;
+    }
+    s->pos = s->last = 0;
+    s->reused = 0;
+}
+
+
+void
+mp_cosocket_cleanup(mp_cosocket_t *s)
+{
+    mp_cosocket_close(s);
+    if (s->buf != NULL) {
+        buf_free(s->buf, s->cap);
+        s->buf = NULL;
+        s->cap = 0;
+    }
+}
+
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+SSL_CTX *
+mp_cosocket_tls_ctx(void)
+{
+    const mp_conf_t *conf = mp_worker_conf;
+    SSL_CTX *ctx;
+
+    if (client_ctx != NULL || client_ctx_failed) {
+        return client_ctx;
+    }
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        goto failed;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                              | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* the client keeps sessions itself (sslhandshake's return value) */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (conf != NULL && conf->lua.ssl_trusted_certificate != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx,
+                                          conf->lua.ssl_trusted_certificate,
+                                          NULL) != 1) {
+            mp_log_error(MP_LOG_ERR, 0,
+                         "SSL_CTX_load_verify_locations(\"%s\") failed (%s)",
+                         conf->lua.ssl_trusted_certificate,
+                         ERR_reason_error_string(ERR_peek_last_error()));
+            ERR_clear_error();
+            SSL_CTX_free(ctx);
+            goto failed;
+        }
+    }
+    /*
+     * Verification is decided after the handshake (sslhandshake's
+     * ssl_verify argument), as lua-nginx-module does: the handshake goes
+     * on whatever the chain, and its result is read then.
+     */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_verify_depth(ctx, conf != NULL ? conf->lua.ssl_verify_depth
+                                               : 1);
+    client_ctx = ctx;
+    return ctx;
+
+failed:
+    mp_log_error(MP_LOG_ERR, 0, "cannot create the cosocket SSL context");
+    client_ctx_failed = 1;
+    return NULL;
+}
+
+
+int
+mp_cosocket_tls_start(mp_cosocket_t *s, const char *server_name,
+                      SSL_SESSION *session)
+{
+    SSL_CTX *ctx = mp_cosocket_tls_ctx();
+
+    if (ctx == NULL) {
+        return MP_ERROR;
+    }
+    s->ssl = SSL_new(ctx);
+    if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
+        goto failed;
+    }
+    if (server_name != NULL
+        && SSL_set_tlsext_host_name(s->ssl, server_name) != 1) {
+        goto failed;
+    }
+    if (session != NULL && SSL_set_session(s->ssl, session) != 1) {
+        goto failed;
+    }
+    SSL_set_connect_state(s->ssl);
+    return MP_OK;
+
+failed:
+    mp_log_error(MP_LOG_ERR, 0, "cannot start TLS on a cosocket (%s)",
+                 ERR_reason_error_string(ERR_peek_last_error()));
+    ERR_clear_error();
+    if (s->ssl != NULL) {
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+    return MP_ERROR;
+}
+
+
+int
+mp_cosocket_tls_handshake(mp_cosocket_t *s)
+{
+    int n;
+
+    errno = 0;
+    n = SSL_do_handshake(s->ssl);
+    if (n == 1) {
+        return MP_OK;
+    }
+    switch (SSL_get_error(s->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        s->want = EV_READ;
+        return MP_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        s->want = EV_WRITE;
+        return MP_AGAIN;
+    case SSL_ERROR_SYSCALL:
+        s->err = errno != 0 ? errno : ECONNRESET;
+        mp_log_error(MP_LOG_INFO, errno, "SSL_do_handshake() failed");
+        break;
+    default:
+        s->err = EPROTO;
+        mp_log_error(MP_LOG_INFO, 0, "SSL_do_handshake() failed (SSL: %s)",
+                     ERR_reason_error_string(ERR_peek_last_error()));
+        break;
+    }
+    ERR_clear_error();
+    return MP_ERROR;
+}
+
+
+long
+mp_cosocket_tls_verify(mp_cosocket_t *s, const char *name,
+                       const char **reason)
+{
+    long rc = SSL_get_verify_result(s->ssl);
+    X509 *cert;
+    int ok;
+
+    if (rc != X509_V_OK) {
+        *reason = X509_verify_cert_error_string(rc);
+        return rc;
+    }
+    cert = SSL_get1_peer_certificate(s->ssl);
+    if (cert == NULL) {
+        *reason = "no peer certificate";
+        return X509_V_ERR_APPLICATION_VERIFICATION;
+    }
+    ok = 1;
+    if (name != NULL) {
+        ok = X509_check_host(cert, name, strlen(name), 0, NULL) == 1
+             || X509_check_ip_asc(cert, name, 0) == 1;
+    }
+    X509_free(cert);
+    if (!ok) {
+        *reason = "certificate host mismatch";
+        return -1;
+    }
+    *reason = NULL;
+    return X509_V_OK;
+}
+
+
+/* ---- keep-alive pool ---------------------------------------------------- */
+
+typedef struct pool_s pool_t;
+
+typedef struct item_s {
+    struct item_s *prev;
+    struct item_s *next;
+    pool_t *pool;
+    struct event ev;
+    int fd;
+    SSL *ssl;
+    int reused;
+} item_t;
+
+struct pool_s {
+    pool_t *next;
+    item_t idle;     /* sentinel: most recently idled first */
+    item_t *free;    /* singly linked through next */
+    item_t *items;
+    int size;
+    size_t keylen;
+    char key[];
+};
+
+static pool_t *pools;
+
+
+static void
+list_unlink(item_t *it)
+{
+    it->prev->next = it->next;
+    it->next->prev = it->prev;
+}
+
+
+static void
+item_close(item_t *it)
+{
+    pool_t *p = it->pool;
+
+    event_del(&it->ev);
+    list_unlink(it);
+    if (it->ssl != NULL) {
+        SSL_free(it->ssl);
+        it->ssl = NULL;
+    }
+    close(it->fd);
+    it->fd = -1;
+    it->next = p->free;
+    p->free = it;
+}
+
+
+static void
+on_idle_event(evutil_socket_t fd, short what, void *arg)
+{
+    item_t *it = arg;
+    char c;
+    ssize_t n;
+
+    /*
+     * Readable: the peer closed, or sent what nobody asked for; either way
+     * the connection cannot be reused. A stale readiness (nothing to peek)
+     * is rare enough to close as well rather than to re-arm the timeout.
+     */
+    if (what & EV_READ) {
+        n = recv(fd, &c, 1, MSG_PEEK);
+        mp_log_debug("idle cosocket readable (%zd)", n);
+        (void) n;
+    }
+    item_close(it);
+}
+
+
+static pool_t *
+pool_find(const char *key, size_t keylen)
+{
+    pool_t *p;
+
+    for (p = pools; p != NULL; p = p->next) {
+        if (p->keylen == keylen && memcmp(p->key, key, keylen) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+
+static pool_t *
+pool_create(const char *key, size_t keylen, int size)
+{
+    pool_t *p = mp_calloc(1, sizeof(*p) + keylen + 1);
+    int i;
+
+    memcpy(p->key, key, keylen);
+    p->keylen = keylen;
+    p->size = size;
+    p->idle.next = p->idle.prev = &p->idle;
+    p->items = mp_calloc((size_t) size, sizeof(item_t));
+    for (i = size - 1; i >= 0; i--) {
+        p->items[i].pool = p;
+        p->items[i].fd = -1;
+        p->items[i].next = p->free;
+        p->free = &p->items[i];
+    }
+    p->next = pools;
+    pools = p;
+    return p;
+}
+
+
+int
+mp_cosocket_pool_put(mp_cosocket_t *s, const char *key, size_t keylen,
+                     mp_msec_t timeout, int size)
+{
+    pool_t *p = pool_find(key, keylen);
+    item_t *it;
+    struct timeval tv;
+
+    if (p == NULL) {
+        p = pool_create(key, keylen, size);
+    }
+    if (p->free == NULL) {
+        item_close(p->idle.prev); /* the oldest idle connection */
+    }
+    it = p->free;
+    p->free = it->next;
+    it->fd = s->fd;
+    it->ssl = s->ssl;
+    it->reused = s->reused;
+    it->next = p->idle.next;
+    it->prev = &p->idle;
+    p->idle.next->prev = it;
+    p->idle.next = it;
+    event_assign(&it->ev, mp_worker_base, it->fd, EV_READ, on_idle_event, it);
+    if (timeout > 0) {
+        tv.tv_sec = (time_t) (timeout / 1000);
+        tv.tv_usec = (suseconds_t) ((timeout % 1000) * 1000);
+        event_add(&it->ev, &tv);
+    } else {
+        event_add(&it->ev, NULL);
+    }
+    /* the connection now belongs to the pool */
+    s->ssl = NULL;
+    s->fd = -1;
+    mp_cosocket_close(s);
+    return MP_OK;
+}
+
+
+int
+mp_cosocket_pool_get(mp_cosocket_t *s, const char *key, size_t keylen)
+{
+    pool_t *p = pool_find(key, keylen);
+    item_t *it;
+
+    if (p == NULL || p->idle.next == &p->idle) {
+        return MP_DECLINED;
+    }
+    it = p->idle.next;
+    event_del(&it->ev);
+    list_unlink(it);
+    s->fd = it->fd;
+    s->ssl = it->ssl;
+    s->type = SOCK_STREAM;
+    s->reused = it->reused + 1;
+    s->err = 0;
+    s->pos = s->last = 0;
+    it->fd = -1;
+    it->ssl = NULL;
+    it->next = p->free;
+    p->free = it;
+    return MP_OK;
+}
+
+
+void
+mp_cosocket_pool_cleanup(void)
+{
+    pool_t *p, *next;
+
+    for (p = pools; p != NULL; p = next) {
+        next = p->next;
+        while (p->idle.next != &p->idle) {
+            item_close(p->idle.next);
+        }
+        free(p->items);
+        free(p);
+    }
+    pools = NULL;
+    while (nfree_bufs > 0) {
+        free(free_bufs[--nfree_bufs]);
+    }
+    if (client_ctx != NULL) {
+        SSL_CTX_free(client_ctx);
+        client_ctx = NULL;
+    }
+}
