@@ -67,7 +67,10 @@ mp_lua_thread_yieldable(lua_State *L)
         luaL_error(L, "no request found");
     }
     if (t->r != NULL) {
-        mp_lua_check_phase(L, t->r, MP_LUA_PHASES_OUTPUT);
+        /* beyond OpenResty: the log phase may wait too (ship a log line
+         * over a cosocket); the response is already out */
+        mp_lua_check_phase(L, t->r, MP_LUA_PHASES_OUTPUT
+                                        | MP_LUA_PHASE(MP_PHASE_LOG));
     }
     return t;
 }

@@ -57,6 +57,7 @@ static void process_input(mp_conn_t *c);
 static void send_error(mp_conn_t *c, int status);
 static void start_write(mp_conn_t *c);
 static void after_response(mp_conn_t *c);
+static void finish_response(mp_conn_t *c);
 static int conn_idle(const mp_conn_t *c);
 
 static int on_message_begin(http_parser *p);
@@ -1625,7 +1626,6 @@ mp_http_finalize(mp_request_t *r, int status)
 static void
 after_response(mp_conn_t *c)
 {
-    static int depth;
     mp_request_t *r = &c->r;
 
     mp_accesslog_write(r);
@@ -1637,7 +1637,40 @@ after_response(mp_conn_t *c)
                          c->in_pos + r->body.len, r->bytes_sent);
     }
     c->requests++;
-    mp_phases_log(r);
+    if (mp_phases_log(r) == MP_AGAIN) {
+        /* the log handler waits (a cosocket shipping the log line): the
+         * connection stays as it is until mp_http_log_done() */
+        c->in_handler = 1;
+        c->log_pending = 1;
+        clear_timer(c);
+        return;
+    }
+    finish_response(c);
+}
+
+
+void
+mp_http_log_done(mp_request_t *r)
+{
+    mp_conn_t *c = r->conn;
+
+    if (!c->log_pending) {
+        return;
+    }
+    c->log_pending = 0;
+    c->in_handler = 0;
+    if (c->fd >= 0) {
+        finish_response(c);
+    }
+}
+
+
+/* After the response and the log phase: close, or the next request. */
+static void
+finish_response(mp_conn_t *c)
+{
+    static int depth;
+    mp_request_t *r = &c->r;
 
     if (c->closing || c->broken || !r->keepalive) {
         /* linger only when the client may still be sending: closing with

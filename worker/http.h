@@ -137,6 +137,7 @@ struct mp_conn_s {
     unsigned read_ready:1;         /* the socket may hold unread bytes */
     unsigned broken:1;             /* a write failed */
     unsigned send_continue:1;      /* owe "100 Continue" */
+    unsigned log_pending:1;        /* the log handler is still waiting */
     unsigned io_slow:1;            /* I/O leaves the inline path (io.h) */
 
     struct mp_tls_conn_s *tls;     /* worker/tls.c's state; NULL: plain */
@@ -215,6 +216,9 @@ void mp_http_clear_out_header(mp_request_t *r, const char *name,
  * the connection is closed without completing the response.
  */
 void mp_http_abort(mp_request_t *r);
+
+/* The log phase's handler finished after waiting: close or go on. */
+void mp_http_log_done(mp_request_t *r);
 
 /* Case-insensitive lookup of a request header; NULL when absent. */
 const mp_str_t *mp_http_header_in(const mp_request_t *r, const char *name,

@@ -92,7 +92,14 @@ mp_phases_start(mp_request_t *r)
 void
 mp_phases_resume(mp_request_t *r, int rc)
 {
-    if (rc == MP_AGAIN || rc == MP_DONE) {
+    if (rc == MP_AGAIN) {
+        return;
+    }
+    if (r->phase == MP_PHASE_LOG) {
+        mp_http_log_done(r); /* its result is moot: the response is out */
+        return;
+    }
+    if (rc == MP_DONE) {
         return;
     }
     if (rc != MP_OK && rc != MP_DECLINED) {
@@ -176,18 +183,18 @@ mp_phases_body_filter(mp_request_t *r, const char *data, size_t len, int eof)
 }
 
 
-void
+int
 mp_phases_log(mp_request_t *r)
 {
     mp_conf_handler_t *h;
 
     if (r->location == NULL || runner == NULL) {
-        return;
+        return MP_OK;
     }
     h = r->location->handlers[MP_PHASE_LOG];
     if (h == NULL) {
-        return;
+        return MP_OK;
     }
     r->phase = MP_PHASE_LOG;
-    (void) runner(r, h);
+    return runner(r, h) == MP_AGAIN ? MP_AGAIN : MP_OK;
 }

@@ -63,7 +63,10 @@ int mp_phases_body_filter(mp_request_t *r, const char *data, size_t len,
  */
 void mp_phases_redirect(mp_request_t *r, int internal);
 
-/* Runs the log handler after the response was sent (its result is moot). */
-void mp_phases_log(mp_request_t *r);
+/*
+ * Runs the log handler after the response was sent. Returns MP_AGAIN when
+ * it waits (then mp_http_log_done() follows once it ends), else MP_OK.
+ */
+int mp_phases_log(mp_request_t *r);
 
 #endif /* MP_PHASES_H */

@@ -1,0 +1,66 @@
+"""
+test_log_phase.py: the log phase may wait (moonpool extension; OpenResty
+disables yielding there): a log handler that sleeps (or ships its line over
+a cosocket) runs after the response went out, and the connection goes on
+with its next request once it ends.
+"""
+
+import time
+import unittest
+
+from harness import ServerTestCase
+
+CONFIG = {
+    "cluster": {"workers": 1},
+    "shared_dicts": {"logs": "1m"},
+    "servers": [{
+        "listen": ["127.0.0.1:{port}"],
+        "locations": [
+            {"match": "= /work",
+             "content": 'ngx.say("done")',
+             "log": 'ngx.sleep(0.2)\n'
+                    'ngx.shared.logs:incr("shipped", 1, 0)'},
+            {"match": "= /count",
+             "content": 'ngx.say(ngx.shared.logs:get("shipped") or 0)'},
+            {"match": "= /say_in_log",
+             "content": 'ngx.say("x")',
+             "log": 'local ok, err = pcall(ngx.say, "y")\n'
+                    'ngx.shared.logs:set("say_err", err)'},
+            {"match": "= /say_err",
+             "content": 'ngx.say(ngx.shared.logs:get("say_err"))'},
+        ],
+    }],
+}
+
+
+class LogPhaseMayWait(ServerTestCase):
+    CONFIG = CONFIG
+
+    def test_response_first_then_log_then_next_request(self):
+        base = int(self.shared.request("GET", "/count").body)
+        with self.shared.conn() as c:
+            t0 = time.time()
+            c.send(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertEqual(c.response().body, b"done\n")
+            # the response did not wait for the log handler's sleep
+            self.assertLess(time.time() - t0, 0.15)
+            # the next request on this connection is served after it
+            c.send(b"GET /count HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertEqual(int(c.response().body), base + 1)
+            self.assertGreaterEqual(time.time() - t0, 0.2)
+
+    def test_output_still_disabled_in_log(self):
+        # OpenResty: "API disabled in the context of log_by_lua*"
+        self.shared.request("GET", "/say_in_log")
+        deadline = time.time() + 3
+        body = b""
+        while time.time() < deadline:
+            body = self.shared.request("GET", "/say_err").body
+            if body != b"nil\n":
+                break
+            time.sleep(0.05)
+        self.assertIn(b"API disabled in the context of log_by_lua*", body)
+
+
+if __name__ == "__main__":
+    unittest.main()
