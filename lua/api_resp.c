@@ -137,12 +137,14 @@ output(lua_State *L, const char *fname, int newline)
     mp_request_t *r = mp_lua_request(L);
     int i, n = lua_gettop(L);
 
+    /* the phase first: in log_by_lua the body is over, yet OpenResty
+     * says the API is disabled there, not "seen eof" */
+    mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
     if (r->eof) {
         lua_pushnil(L);
         lua_pushliteral(L, "seen eof");
         return 2;
     }
-    mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
     /* check every argument before the first byte is appended */
     for (i = 1; i <= n; i++) {
         int t = lua_type(L, i);
