@@ -166,35 +166,52 @@ arg_newindex(lua_State *L)
 
 /* ---- ngx.exec ---------------------------------------------------------- */
 
-/* Sets r->args from a string or a table (ngx.encode_args style). */
+/*
+ * The args ngx.exec gives the new location: the uri's own query, then '&'
+ * and the args argument (a string, or a table encoded as ngx.encode_args
+ * does); none of the client's args stay, as in OpenResty.
+ */
 static void
-set_exec_args(lua_State *L, mp_request_t *r, int idx)
+set_exec_args(lua_State *L, mp_request_t *r, const char *query,
+              size_t qlen, int idx)
 {
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
+    char *p;
 
-    if (lua_isnoneornil(L, idx)) {
+    if (!lua_isnoneornil(L, idx)) {
+        if (lua_type(L, idx) == LUA_TTABLE) {
+            lua_getglobal(L, "ngx");
+            lua_getfield(L, -1, "encode_args");
+            if (!lua_isfunction(L, -1)) {
+                luaL_error(L, "bad args arg: table args need "
+                           "ngx.encode_args");
+            }
+            lua_pushvalue(L, idx);
+            lua_call(L, 1, 1);
+            lua_replace(L, idx);
+            lua_pop(L, 1);
+        }
+        if (lua_type(L, idx) != LUA_TSTRING
+            && lua_type(L, idx) != LUA_TNUMBER) {
+            luaL_error(L, "bad args arg: string or table expected, got %s",
+                       luaL_typename(L, idx));
+        }
+        s = lua_tolstring(L, idx, &len);
+    }
+    if (qlen == 0 || len == 0) {
+        r->args.data = qlen ? mp_pool_strndup(r->pool, query, qlen)
+                            : len ? mp_pool_strndup(r->pool, s, len) : NULL;
+        r->args.len = qlen + len;
         return;
     }
-    if (lua_type(L, idx) == LUA_TTABLE) {
-        /* encode through ngx.encode_args when it exists */
-        lua_getglobal(L, "ngx");
-        lua_getfield(L, -1, "encode_args");
-        if (!lua_isfunction(L, -1)) {
-            luaL_error(L, "bad args arg: table args need ngx.encode_args");
-        }
-        lua_pushvalue(L, idx);
-        lua_call(L, 1, 1);
-        lua_replace(L, idx);
-        lua_pop(L, 1);
-    }
-    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER) {
-        luaL_error(L, "bad args arg: string or table expected, got %s",
-                   luaL_typename(L, idx));
-    }
-    s = lua_tolstring(L, idx, &len);
-    r->args.data = mp_pool_strndup(r->pool, s, len);
-    r->args.len = len;
+    p = mp_pool_alloc(r->pool, qlen + 1 + len + 1);
+    memcpy(p, query, qlen);
+    p[qlen] = '&';
+    memcpy(p + qlen + 1, s, len);
+    p[qlen + 1 + len] = '\0';
+    r->args.data = p;
+    r->args.len = qlen + 1 + len;
 }
 
 
@@ -204,7 +221,7 @@ ngx_exec(lua_State *L)
     mp_request_t *r = mp_lua_request(L);
     mp_lua_ctx_t *ctx;
     const char *uri, *q;
-    size_t len;
+    size_t len, ulen;
     int n = lua_gettop(L);
 
     if (n != 1 && n != 2) {
@@ -220,17 +237,10 @@ ngx_exec(lua_State *L)
                           "response headers");
     }
     q = memchr(uri, '?', len);
-    r->uri.data = mp_pool_strndup(r->pool, uri, q ? (size_t) (q - uri) : len);
-    r->uri.len = q ? (size_t) (q - uri) : len;
-    if (q != NULL) {
-        r->args.data = mp_pool_strndup(r->pool, q + 1, len - r->uri.len - 1);
-        r->args.len = len - r->uri.len - 1;
-    } else if (n == 2 && !lua_isnil(L, 2)) {
-        r->args.len = 0;
-    }
-    if (n == 2) {
-        set_exec_args(L, r, 2);
-    }
+    ulen = q ? (size_t) (q - uri) : len;
+    set_exec_args(L, r, q ? q + 1 : NULL, q ? len - ulen - 1 : 0, 2);
+    r->uri.data = mp_pool_strndup(r->pool, uri, ulen);
+    r->uri.len = ulen;
     ctx = mp_lua_ctx(r);
     ctx->exit_kind = MP_LUA_EXIT_EXEC;
     ctx->exited = 1;

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "lua/util.h"
 #include "lua/vm.h"
+#include "worker/phases.h"
 
 #include <stdio.h>
 
@@ -78,9 +79,41 @@ check_table(lua_State *L, int idx, int arg, const char *fname)
 }
 
 
+/*
+ * Where ngx.say/ngx.print put their bytes: straight into the response, or,
+ * when a body filter will see them, into one scratch buffer first, so that
+ * the filter gets a whole call's output as one chunk, as in OpenResty.
+ */
+typedef struct {
+    mp_request_t *r;
+    int buffered;      /* 0: write through to the response */
+    size_t len;
+} out_sink_t;
+
+/* Kept across calls; the filter that runs in between cannot print. */
+static char *scratch;
+static size_t scratch_cap;
+
+
+static void
+sink_add(out_sink_t *out, const char *s, size_t len)
+{
+    if (!out->buffered) {
+        mp_http_output(out->r, s, len);
+        return;
+    }
+    if (out->len + len > scratch_cap) {
+        scratch_cap = mp_max(scratch_cap * 2, out->len + len);
+        scratch = mp_realloc(scratch, scratch_cap);
+    }
+    memcpy(scratch + out->len, s, len);
+    out->len += len;
+}
+
+
 /* Appends one value (recursing into array tables); raises on bad types. */
 static void
-output_value(lua_State *L, mp_request_t *r, int idx, int arg,
+output_value(lua_State *L, out_sink_t *out, int idx, int arg,
              const char *fname)
 {
     char num[MP_LUA_NUM_LEN];
@@ -90,25 +123,25 @@ output_value(lua_State *L, mp_request_t *r, int idx, int arg,
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &len);
-        mp_http_output(r, s, len);
+        sink_add(out, s, len);
         return;
     case LUA_TNUMBER:
         len = mp_lua_format_number(lua_tonumber(L, idx), num);
-        mp_http_output(r, num, len);
+        sink_add(out, num, len);
         return;
     case LUA_TNIL:
-        mp_http_output(r, "nil", 3);
+        sink_add(out, "nil", 3);
         return;
     case LUA_TBOOLEAN:
         if (lua_toboolean(L, idx)) {
-            mp_http_output(r, "true", 4);
+            sink_add(out, "true", 4);
         } else {
-            mp_http_output(r, "false", 5);
+            sink_add(out, "false", 5);
         }
         return;
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) {
-            mp_http_output(r, "null", 4);
+            sink_add(out, "null", 4);
             return;
         }
         break;
@@ -119,7 +152,7 @@ output_value(lua_State *L, mp_request_t *r, int idx, int arg,
         n = (size_t) array_max(L, idx); /* checked before output began */
         for (i = 1; i <= n; i++) {
             lua_rawgeti(L, idx, (int) i);
-            output_value(L, r, -1, arg, fname);
+            output_value(L, out, -1, arg, fname);
             lua_pop(L, 1);
         }
         return;
@@ -135,10 +168,10 @@ static int
 output(lua_State *L, const char *fname, int newline)
 {
     mp_request_t *r = mp_lua_request(L);
+    out_sink_t out;
     int i, n = lua_gettop(L);
 
-    /* the phase first: in log_by_lua the body is over, yet OpenResty
-     * says the API is disabled there, not "seen eof" */
+    /* OpenResty checks the phase before eof: a filter gets the error */
     mp_lua_check_phase(L, r, MP_LUA_PHASES_OUTPUT);
     if (r->eof) {
         lua_pushnil(L);
@@ -160,11 +193,22 @@ output(lua_State *L, const char *fname, int newline)
             check_table(L, i, i, fname);
         }
     }
+    out.r = r;
+    out.len = 0;
+    out.buffered = mp_phases_has_body_filter(r);
     for (i = 1; i <= n; i++) {
-        output_value(L, r, i, i, fname);
+        output_value(L, &out, i, i, fname);
     }
     if (newline) {
-        mp_http_output(r, "\n", 1);
+        sink_add(&out, "\n", 1);
+    }
+    if (out.buffered) {
+        if (out.len > 0) {
+            mp_http_output(r, scratch, out.len);
+        } else {
+            /* OpenResty: no data, no filter call; the header still goes */
+            mp_http_send_header(r);
+        }
     }
     lua_pushinteger(L, 1);
     return 1;
