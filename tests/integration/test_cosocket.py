@@ -705,7 +705,7 @@ ngx.say(r)
 '''}]
         with Server(self.config(locs),
                     allow_errors=[r"connect\(\) to .* failed"]) as srv:
-            pid = srv.worker_pids()[0]
+            pid = srv.wait_workers(1)[0]
             conn = srv.connection()
 
             def batch(a, b):

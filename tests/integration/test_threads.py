@@ -716,7 +716,7 @@ class ThreadsTest(ServerTestCase):
         self.assertEqual(res.get("body"), b"true nil true\n")
 
     def test_no_growth_over_2000_requests(self):
-        pid = self.shared.worker_pids()[0]
+        pid = self.shared.wait_workers(1)[0]
         conn = self.shared.connection()
         try:
             def burst(n):
