@@ -379,7 +379,13 @@ handle_exit(mp_request_t *r, int code)
         }
         return MP_DONE;
     }
-    if (code == MP_ERROR || code < 0) {
+    if (code == MP_ERROR) {
+        /* OpenResty: the connection is closed without a response, and
+         * without an error in the log either */
+        mp_http_terminate(r);
+        return MP_DONE;
+    }
+    if (code < 0) {
         return code == MP_DECLINED ? MP_DECLINED : MP_ERROR;
     }
     return MP_OK;

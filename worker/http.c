@@ -750,6 +750,12 @@ mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
     c->in_handler = 0;
     c->nodelay = 0;
     c->peer_closed = 0;
+    /* a recycled connection must not inherit its last life's state */
+    c->broken = 0;
+    c->read_ready = 0;
+    c->log_pending = 0;
+    c->send_continue = 0;
+    c->request_done = 0;
     http_parser_init(&c->parser, HTTP_REQUEST);
     reset_request(c);
 
@@ -1589,6 +1595,18 @@ send_last(mp_request_t *r, int status)
         }
     }
     start_write(c);
+}
+
+
+void
+mp_http_terminate(mp_request_t *r)
+{
+    mp_conn_t *c = r->conn;
+
+    c->broken = 1; /* nothing more is written; the connection closes */
+    c->closing = 1;
+    c->pending.len = 0;
+    mp_http_finalize(r, 0);
 }
 
 

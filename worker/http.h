@@ -220,6 +220,9 @@ void mp_http_abort(mp_request_t *r);
 /* The log phase's handler finished after waiting: close or go on. */
 void mp_http_log_done(mp_request_t *r);
 
+/* Ends the request by closing the connection, sending nothing more. */
+void mp_http_terminate(mp_request_t *r);
+
 /* Case-insensitive lookup of a request header; NULL when absent. */
 const mp_str_t *mp_http_header_in(const mp_request_t *r, const char *name,
                                   size_t len);

@@ -542,7 +542,6 @@ class Phases(ServerTestCase):
 
     # -- cases that are not one plain request
 
-    @unittest.expectedFailure  # moonpool answers 500 (lua/vm.c handle_exit)
     def test_exit_error_closes_connection(self):
         # OpenResty: ngx.exit(ngx.ERROR) from access or content closes the
         # connection without sending anything
