@@ -204,6 +204,7 @@ create_vm(const mp_conf_t *conf)
     mp_lua_inject_socket_api(L);
     mp_lua_inject_metrics_api(L, conf);
     mp_lua_inject_shdict_api(L, conf);
+    mp_lua_inject_profile_api(L);
     lua_pushvalue(L, -1);
     lua_setglobal(L, "ngx");
     lua_getglobal(L, "package");

@@ -108,6 +108,13 @@ void mp_lua_inject_socket_api(lua_State *L);     /* ngx.socket */
 void mp_lua_inject_socket_udp_api(lua_State *L); /* its udp() */
 void mp_lua_inject_metrics_api(lua_State *L, const mp_conf_t *conf);
 
+/*
+ * The profiler behind "moonpool profile" (api_profile.c): compiles its
+ * module into L's registry and registers the master channel's profile
+ * hooks (worker/channel.h). Leaves the stack as it found it.
+ */
+void mp_lua_inject_profile_api(lua_State *L);
+
 /* In a worker: registers the timers' shutdown hooks. */
 void mp_lua_timers_setup(void);
 

@@ -6,12 +6,20 @@
  *   moonpool -t [-c FILE]           check FILE and compile its Lua handlers
  *   moonpool -s SIGNAL [-c FILE]    signal the master named in the pid file
  *   moonpool -s reload --wait ...   and wait for the reload's outcome
+ *   moonpool status [-c FILE]       the running master's summary
+ *   moonpool profile [-c FILE] --seconds N [--mode lua|lua+c] -o OUT
+ *                                   sample every worker's Lua for N s and
+ *                                   write folded stacks to OUT
  *   moonpool -v | -h                versions, usage
+ *
+ * status and profile talk to the master over its control socket
+ * (PID_FILE.sock, master/control.h).
  */
 #include "core/mp_core.h"
 #include "core/conf.h"
 #include "lua/vm.h"
 #include "master/config.h"
+#include "master/control.h"
 #include "master/notify.h"
 #include "master/process.h"
 #include "master/signals.h"
@@ -37,12 +45,28 @@
 #define MP_WAIT_MSEC (10 * 60 * 1000)
 #define MP_WAIT_POLL_USEC 20000
 
+/* How long "moonpool status" waits for the master's answer, and how much
+ * longer than --seconds "moonpool profile" waits. */
+#define MP_STATUS_WAIT_MSEC 10000
+#define MP_PROFILE_EXTRA_MSEC 30000
+
+/* The options of the status and profile commands. */
+typedef struct {
+    const char *command;     /* "status", "profile" or NULL */
+    long seconds;            /* --seconds; 0: not given */
+    const char *mode;        /* --mode */
+    const char *output;      /* -o */
+} mp_cli_control_t;
+
 
 static void
 usage(FILE *out)
 {
     fprintf(out,
             "usage: moonpool [-c FILE] [-t] [-s SIGNAL] [-v] [-h]\n"
+            "       moonpool status [-c FILE]\n"
+            "       moonpool profile [-c FILE] --seconds N [--mode lua|lua+c]"
+            " -o FILE.folded\n"
             "\n"
             "  -c FILE    configuration file (default: " MP_DEFAULT_CONF ")\n"
             "  -t         test the configuration and its Lua code, then exit\n"
@@ -52,7 +76,17 @@ usage(FILE *out)
             "             (exit 0) or the reload failed (exit 1, reason on\n"
             "             stderr)\n"
             "  -v         print the version and library versions, then exit\n"
-            "  -h         print this help, then exit\n");
+            "  -h         print this help, then exit\n"
+            "\n"
+            "  status     print the running master's generation, workers\n"
+            "             (pid, uptime, requests, RSS) and shared dicts\n"
+            "  profile    run LuaJIT's sampling profiler in every worker for\n"
+            "             N seconds and write the merged stacks in folded\n"
+            "             format (flamegraph.pl, inferno, speedscope);\n"
+            "             --mode lua+c adds [C], [GC], [JIT compiler] frames\n"
+            "\n"
+            "status and profile need cluster.pid_file: the master listens\n"
+            "on PID_FILE.sock.\n");
 }
 
 
@@ -227,21 +261,195 @@ send_signal(const char *path, const char *action, int wait)
 }
 
 
+/*
+ * The control socket named by the config at path, malloc'ed; NULL after
+ * saying why (the config is broken, or it sets no pid file).
+ */
+static char *
+control_path(const char *path, const char *command)
+{
+    char err[1024], *sock;
+    mp_conf_t *conf;
+
+    conf = mp_conf_load(path, err, sizeof(err));
+    if (conf == NULL) {
+        fprintf(stderr, "moonpool: %s\n", err);
+        return NULL;
+    }
+    if (conf->cluster.pid_file == NULL) {
+        fprintf(stderr, "moonpool: \"%s\" sets no cluster.pid_file, so the "
+                "master has no control socket; \"moonpool %s\" needs one\n",
+                path, command);
+        mp_conf_destroy(conf);
+        return NULL;
+    }
+    sock = mp_control_path(conf->cluster.pid_file);
+    mp_conf_destroy(conf);
+    return sock;
+}
+
+
+static int
+status(const char *path)
+{
+    char msg[1024], *sock;
+    int rc;
+
+    sock = control_path(path, "status");
+    if (sock == NULL) {
+        return 1;
+    }
+    rc = mp_control_request(sock, "status", MP_STATUS_WAIT_MSEC, stdout, msg,
+                            sizeof(msg));
+    free(sock);
+    if (rc != MP_OK) {
+        fprintf(stderr, "moonpool: %s\n", msg);
+        return 1;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+
+/*
+ * The stacks go to OUTPUT.part first and are renamed to OUTPUT once whole,
+ * so a failed profile never leaves a truncated file that looks valid.
+ */
+static int
+profile(const char *path, const mp_cli_control_t *cli)
+{
+    char msg[2048], cmd[64], *sock, *part;
+    size_t n;
+    FILE *out;
+    int rc;
+
+    sock = control_path(path, "profile");
+    if (sock == NULL) {
+        return 1;
+    }
+    n = strlen(cli->output);
+    part = mp_alloc(n + sizeof(".part"));
+    memcpy(part, cli->output, n);
+    memcpy(part + n, ".part", sizeof(".part"));
+    out = fopen(part, "we");
+    if (out == NULL) {
+        fprintf(stderr, "moonpool: open() \"%s\" failed (%d: %s)\n", part,
+                errno, strerror(errno));
+        free(part);
+        free(sock);
+        return 1;
+    }
+    snprintf(cmd, sizeof(cmd), "profile %ld %s", cli->seconds, cli->mode);
+    fprintf(stderr, "moonpool: profiling every worker for %ld s (%s)\n",
+            cli->seconds, cli->mode);
+    rc = mp_control_request(sock, cmd,
+                            (int) (cli->seconds * 1000
+                                   + MP_PROFILE_EXTRA_MSEC),
+                            out, msg, sizeof(msg));
+    if (fclose(out) != 0 && rc == MP_OK) {
+        snprintf(msg, sizeof(msg), "write to \"%s\" failed (%d: %s)", part,
+                 errno, strerror(errno));
+        rc = MP_ERROR;
+    }
+    if (rc == MP_OK && rename(part, cli->output) == -1) {
+        snprintf(msg, sizeof(msg), "rename() to \"%s\" failed (%d: %s)",
+                 cli->output, errno, strerror(errno));
+        rc = MP_ERROR;
+    }
+    if (rc != MP_OK) {
+        unlink(part);
+        fprintf(stderr, "moonpool: profile failed: %s\n", msg);
+    } else {
+        fprintf(stderr, "moonpool: %s; wrote \"%s\"\n", msg, cli->output);
+    }
+    free(part);
+    free(sock);
+    return rc == MP_OK ? 0 : 1;
+}
+
+
+/* Checks the status/profile options; returns 0, or 1 after saying why. */
+static int
+check_control(mp_cli_control_t *cli, int test, const char *action)
+{
+    int is_profile = cli->command != NULL
+                     && strcmp(cli->command, "profile") == 0;
+
+    if (cli->command != NULL && strcmp(cli->command, "status") != 0
+        && !is_profile) {
+        fprintf(stderr, "moonpool: unexpected argument \"%s\"\n",
+                cli->command);
+        return 1;
+    }
+    if (cli->command != NULL && (test || action != NULL)) {
+        fprintf(stderr, "moonpool: \"%s\" goes without -t and -s\n",
+                cli->command);
+        return 1;
+    }
+    if (!is_profile && (cli->seconds != 0 || cli->mode != NULL
+                        || cli->output != NULL)) {
+        fprintf(stderr, "moonpool: --seconds, --mode and -o go with "
+                "\"moonpool profile\"\n");
+        return 1;
+    }
+    if (!is_profile) {
+        return 0;
+    }
+    if (cli->seconds <= 0 || cli->seconds > 3600) {
+        fprintf(stderr, "moonpool: profile needs --seconds N, 1 to 3600\n");
+        return 1;
+    }
+    if (cli->output == NULL) {
+        fprintf(stderr, "moonpool: profile needs -o FILE.folded\n");
+        return 1;
+    }
+    if (cli->mode == NULL) {
+        cli->mode = "lua";
+    }
+    if (strcmp(cli->mode, "lua") != 0 && strcmp(cli->mode, "lua+c") != 0) {
+        fprintf(stderr, "moonpool: invalid --mode \"%s\": use lua or "
+                "lua+c\n", cli->mode);
+        return 1;
+    }
+    return 0;
+}
+
+
 int
 main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "wait", no_argument, NULL, 'W' },
+        { "seconds", required_argument, NULL, 'S' },
+        { "mode", required_argument, NULL, 'M' },
+        { "output", required_argument, NULL, 'o' },
         { NULL, 0, NULL, 0 },
     };
     const char *conf = MP_DEFAULT_CONF, *action = NULL;
+    mp_cli_control_t cli = { NULL, 0, NULL, NULL };
+    char *end;
     int c, test = 0, wait = 0;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:ts:vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:ts:o:vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'W':
             wait = 1;
+            break;
+        case 'S':
+            errno = 0;
+            cli.seconds = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0'
+                || cli.seconds <= 0) {
+                fprintf(stderr, "moonpool: invalid --seconds \"%s\"\n",
+                        optarg);
+                return 1;
+            }
+            break;
+        case 'M':
+            cli.mode = optarg;
+            break;
+        case 'o':
+            cli.output = optarg;
             break;
         case 'c':
             conf = optarg;
@@ -266,17 +474,27 @@ main(int argc, char **argv)
                 return 1;
             }
             fprintf(stderr, "moonpool: invalid option \"-%c\"%s\n", optopt,
-                    optopt == 'c' || optopt == 's' ? " (needs an argument)"
-                                                   : "");
+                    optopt == 'c' || optopt == 's' || optopt == 'o'
+                        ? " (needs an argument)" : "");
             usage(stderr);
             return 1;
         }
+    }
+    if (optind < argc) {
+        cli.command = argv[optind++];
     }
     if (optind < argc) {
         fprintf(stderr, "moonpool: unexpected argument \"%s\"\n",
                 argv[optind]);
         usage(stderr);
         return 1;
+    }
+    if (check_control(&cli, test, action) != 0) {
+        usage(stderr);
+        return 1;
+    }
+    if (cli.command != NULL) {
+        return cli.command[0] == 's' ? status(conf) : profile(conf, &cli);
     }
     if (test) {
         return test_config(conf);

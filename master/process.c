@@ -24,6 +24,11 @@
  * kills a worker whose loop stopped stamping its slot for longer than
  * cluster.watchdog_timeout, and the reaper respawns it.
  *
+ * Each worker also gets a channel (a socketpair made before fork), and a
+ * master with a pid file listens on a control socket next to it; both are
+ * more fds in the same ppoll() (master/control.h): "moonpool status" and
+ * "moonpool profile" are served between two signals, never during one.
+ *
  * USR2 (binary upgrade) forks a child that executes the binary again with
  * the listening sockets listed in MOONPOOL_LISTEN_FDS; the new master
  * adopts them, starts its workers and, once they are ready, sends QUIT to
@@ -34,12 +39,14 @@
 #include "core/log.h"
 #include "lua/vm.h"
 #include "master/config.h"
+#include "master/control.h"
 #include "master/listen.h"
 #include "master/process.h"
 #include "master/notify.h"
 #include "master/signals.h"
 #include "master/tls_check.h"
 #include "master/zones.h"
+#include "worker/channel.h"
 #include "worker/heartbeat.h"
 #include "worker/loop.h"
 
@@ -137,6 +144,7 @@ static struct {
     char exe[PATH_MAX];           /* this binary, for USR2 */
     pid_t upgrade_pid;            /* a new master started by USR2, or 0 */
     pid_t upgrade_from;           /* the master that executed us, or 0 */
+    mp_msec_t started;            /* monotonic, for "moonpool status" */
 } master;
 
 
@@ -377,7 +385,7 @@ drop_privileges(const mp_generation_t *gen)
 
 
 static void __attribute__((noreturn))
-worker_main(mp_generation_t *gen, int id)
+worker_main(mp_generation_t *gen, int id, int channel)
 {
     char title[64], comm[16];
 
@@ -395,6 +403,8 @@ worker_main(mp_generation_t *gen, int id)
     }
     close_other_listeners(gen);
     close(master.notify_rd);
+    mp_control_child();
+    mp_channel_attach(channel);
     mp_heartbeat_attach(gen->board != NULL ? &gen->board[id] : NULL,
                         master.notify_wr);
     if (drop_privileges(gen) != MP_OK) {
@@ -412,12 +422,15 @@ worker_main(mp_generation_t *gen, int id)
 static int
 spawn(mp_generation_t *gen, mp_proc_t *p)
 {
+    int channel[2];
     pid_t pid;
 
     if (gen->board != NULL) {
         mp_heartbeat_reset(&gen->board[p->id]);
     }
     p->ready = 0;
+    /* without a channel the worker serves, it only cannot be profiled */
+    mp_control_channel_create(channel);
     /* Buffered stdio output would otherwise be written by both processes. */
     fflush(NULL);
     pid = fork();
@@ -425,10 +438,21 @@ spawn(mp_generation_t *gen, mp_proc_t *p)
         mp_log_error(MP_LOG_ALERT, errno, "fork() of worker %d failed",
                      p->id);
         p->respawn_at = now_msec() + MP_FORK_RETRY_MSEC;
+        if (channel[0] != -1) {
+            close(channel[0]);
+            close(channel[1]);
+        }
         return MP_ERROR;
     }
     if (pid == 0) {
-        worker_main(gen, p->id);
+        if (channel[0] != -1) {
+            close(channel[0]);
+        }
+        worker_main(gen, p->id, channel[1]);
+    }
+    if (channel[0] != -1) {
+        close(channel[1]);
+        mp_control_channel_add(pid, channel[0]);
     }
     p->pid = pid;
     p->started = now_msec();
@@ -743,6 +767,7 @@ reap(void)
             continue;
         }
         log_exit(gen, p, pid, status);
+        mp_control_channel_remove(pid);
         mp_zones_recover(pid);
         p->pid = 0;
         if (gen->stopping || master.stop != MP_STOP_NONE) {
@@ -1290,15 +1315,23 @@ collect(void)
 static void
 master_loop(void)
 {
-    struct pollfd pfd;
+    const struct timespec *timeout;
+    struct timespec ts;
+    struct pollfd *pfds;
+    size_t n;
+    int rc;
 
     for (;;) {
         arm_timer();
-        /* like sigsuspend(): the signals are unblocked only while waiting */
-        pfd.fd = master.notify_rd;
-        pfd.events = POLLIN;
-        pfd.revents = 0;
-        if (ppoll(&pfd, 1, NULL, &master.wait_mask) == -1 && errno != EINTR) {
+        /*
+         * Like sigsuspend(): the signals are unblocked only while waiting.
+         * The notify pipe comes first; the control socket and the worker
+         * channels follow (control.h).
+         */
+        pfds = mp_control_pollset(master.notify_rd, &n);
+        timeout = mp_control_timeout(&ts);
+        rc = ppoll(pfds, (nfds_t) n, timeout, &master.wait_mask);
+        if (rc == -1 && errno != EINTR) {
             mp_log_error(MP_LOG_ALERT, errno, "ppoll() failed");
         }
         if (mp_sig_child) {
@@ -1334,6 +1367,7 @@ master_loop(void)
         }
         mp_sig_alarm = 0;
         run_deadlines();
+        mp_control_dispatch(pfds, n);
         if (collect()) {
             return;
         }
@@ -1408,6 +1442,7 @@ start(mp_conf_t *conf)
     if (master.pid_file != NULL) {
         master.status_path = mp_reload_status_path(master.pid_file);
         status_write("ok", NULL);
+        mp_control_open(master.pid_file);
     }
     mp_log_error(MP_LOG_NOTICE, 0, "moonpool " MP_VERSION " started, %d %s",
                  gen->nprocs, gen->nprocs == 1 ? "worker" : "workers");
@@ -1451,6 +1486,7 @@ mp_process_master(const char *conf_path, int argc, char **argv)
     mp_conf_t *conf;
 
     master.pid = getpid();
+    master.started = now_msec();
     master.conf_path = mp_strdup(conf_path); /* argv is overwritten later */
     master.notify_rd = -1;
     master.notify_wr = -1;
@@ -1487,8 +1523,57 @@ mp_process_master(const char *conf_path, int argc, char **argv)
         generation_destroy(master.generations);
     }
     mp_log_error(MP_LOG_NOTICE, 0, "exit");
+    mp_control_close();
     pid_file_remove();
     free(master.status_path);
     free(master.conf_path);
     return 0;
+}
+
+
+void
+mp_process_info(mp_process_info_t *info)
+{
+    mp_generation_t *gen = serving();
+
+    info->pid = master.pid;
+    info->generation = gen != NULL ? gen->number : 0;
+    info->uptime = now_msec() - master.started;
+    info->conf_path = master.conf_path;
+    info->conf = gen != NULL ? gen->conf : NULL;
+    info->stopping = master.stop != MP_STOP_NONE;
+    info->reloading = master.starting != NULL;
+}
+
+
+size_t
+mp_process_workers(mp_process_worker_t *out, size_t max)
+{
+    mp_generation_t *gen, *current = serving();
+    mp_msec_t now = now_msec();
+    mp_process_worker_t *w;
+    size_t n = 0;
+    int i;
+
+    for (gen = master.generations; gen != NULL; gen = gen->older) {
+        for (i = 0; i < gen->nprocs; i++) {
+            if (gen->procs[i].pid == 0) {
+                continue;
+            }
+            if (n < max) {
+                w = &out[n];
+                w->pid = gen->procs[i].pid;
+                w->id = gen->procs[i].id;
+                w->generation = gen->number;
+                w->serving = gen == current;
+                w->state = gen->stopping ? "draining"
+                           : gen == master.starting || !gen->procs[i].ready
+                               ? "starting" : "serving";
+                w->uptime = now - gen->procs[i].started;
+                w->conf = gen->conf;
+            }
+            n++;
+        }
+    }
+    return n;
 }

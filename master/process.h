@@ -10,6 +10,9 @@
 #define MP_PROCESS_H
 
 #include "core/mp_core.h"
+#include "core/conf.h"
+
+#include <sys/types.h>
 
 /*
  * Runs the master for the config file at conf_path (as given on the command
@@ -20,5 +23,35 @@
  * not use argv strings in a worker. Call once, from main().
  */
 int mp_process_master(const char *conf_path, int argc, char **argv);
+
+/* The master as "moonpool status" shows it (master/control.c). */
+typedef struct {
+    pid_t pid;
+    unsigned generation;      /* of the serving config; 0: none */
+    mp_msec_t uptime;         /* msec since the master started */
+    const char *conf_path;
+    const mp_conf_t *conf;    /* the serving config, or NULL */
+    int stopping;             /* a stop is under way */
+    int reloading;            /* a new generation is starting */
+} mp_process_info_t;
+
+typedef struct {
+    pid_t pid;
+    int id;
+    unsigned generation;
+    const char *state;        /* "serving", "starting" or "draining" */
+    int serving;              /* of the serving generation */
+    mp_msec_t uptime;         /* msec since it was forked */
+    const mp_conf_t *conf;    /* its generation's config */
+} mp_process_worker_t;
+
+/* Fills *info. Master only. */
+void mp_process_info(mp_process_info_t *info);
+
+/*
+ * Copies up to max running workers, newest generation first, to out and
+ * returns how many there are (may exceed max). Master only.
+ */
+size_t mp_process_workers(mp_process_worker_t *out, size_t max);
 
 #endif /* MP_PROCESS_H */

@@ -13,12 +13,14 @@
  *
  * Once it accepts, the worker reports ready to the master through the
  * heartbeat board, and stamps its slot from a timer while the watchdog is
- * on (heartbeat.h).
+ * on (heartbeat.h). Commands from the master (the profiler) arrive on the
+ * master channel, one more read event (channel.h).
  */
 #include "core/mp_core.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "worker/accesslog.h"
+#include "worker/channel.h"
 #include "worker/heartbeat.h"
 #include "worker/http.h"
 #include "worker/location.h"
@@ -325,6 +327,7 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
     }
     mp_http_init(conf);
     mp_stats_attach(conf, worker_id);
+    mp_channel_start(mp_worker_base);
     if (mp_accesslog_open(conf) != MP_OK) {
         return 2;
     }
@@ -337,6 +340,7 @@ mp_worker_run(const mp_conf_t *conf, int worker_id, int worker_count)
 
     event_base_dispatch(mp_worker_base);
 
+    mp_channel_close();
     mp_accesslog_close();
     mp_stats_detach();
     if (mp_worker_exit_hook != NULL) {
