@@ -637,13 +637,13 @@ write_step(tcp_t *u)
 {
     int n;
 
+    /* only a send waits through here; connect and handshake have their
+     * own event callbacks */
     if (u->wr == WR_SEND) {
         n = send_more(u, NULL);
         if (n > 0) {
             write_done(u, u->wt->co, n);
         }
-    } else if (u->wr == WR_HANDSHAKE) {
-        /* handled by on_handshake_event */
     }
 }
 

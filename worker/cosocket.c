@@ -8,12 +8,19 @@
  * socket is cleaned up, so the common case (a socket per request) does
  * not allocate once the worker is warm.
  *
+ * Each connection (fd) is registered with epoll once, edge-triggered for
+ * reads and writes, in a connection record that moves with the fd between
+ * a socket and the pool (records are recycled, never freed while the
+ * worker runs, so a stale pointer to one is harmless and a generation
+ * number tells a reused one apart). A waiter then only arms a timer.
+ *
  * The pool is a list of named pools (a worker talks to few upstreams);
  * each owns `size` idle slots allocated when it is created, kept in two
  * lists: idle connections, most recently used first, and free slots. An
- * idle connection is watched for readability: the peer closing it or
- * sending something unasked means it cannot be reused, so it is closed
- * then, as lua-nginx-module does.
+ * idle connection that becomes readable (the peer closed it, or sent
+ * something unasked) cannot be reused, so it is closed then, as
+ * lua-nginx-module does; one that may hold unread bytes when it is put
+ * back is checked first.
  */
 #include "core/mp_core.h"
 #include "core/log.h"
@@ -33,10 +40,25 @@
 #define MP_BUF_FREELIST 64
 
 
+struct mp_cosocket_conn_s {
+    struct event io;            /* read, write, closed; persistent, ET */
+    mp_cosocket_t *s;           /* its socket; NULL while pooled */
+    void *item;                 /* its pool slot while pooled */
+    mp_cosocket_conn_t *next_free;
+    unsigned gen;               /* bumped on every open and close */
+    int fd;
+    unsigned read_ready:1;      /* readable since a read last drained it */
+    unsigned peer_closed:1;     /* EPOLLRDHUP: the peer sent its FIN */
+};
+
+static mp_cosocket_conn_t *free_conns;
 static char *free_bufs[MP_BUF_FREELIST];
 static int nfree_bufs;
 static SSL_CTX *client_ctx;
 static int client_ctx_failed;
+
+
+static void conn_open(mp_cosocket_t *s, int fd);
 
 
 void
@@ -78,23 +100,21 @@ mp_cosocket_connect(mp_cosocket_t *s, const struct sockaddr *sa,
         /* requests are written whole; Nagle would only delay them */
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    s->fd = fd;
     s->type = type;
     s->err = 0;
     s->pos = s->last = 0;
     if (connect(fd, sa, len) == 0) {
+        conn_open(s, fd);
         return MP_OK;
     }
-    if (errno == EINPROGRESS) {
-        return MP_AGAIN;
-    }
     /* a unix socket whose listener is busy says EAGAIN: wait like TCP */
-    if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
+    if (errno == EINPROGRESS
+        || (errno == EAGAIN && sa->sa_family == AF_UNIX)) {
+        conn_open(s, fd);
         return MP_AGAIN;
     }
     s->err = errno;
     close(fd);
-    s->fd = -1;
     return MP_ERROR;
 }
 
@@ -116,32 +136,124 @@ mp_cosocket_connect_done(mp_cosocket_t *s)
 }
 
 
+/* Ends w's wait; what is the readiness that came, or EV_TIMEOUT. */
 static void
 fire(mp_cosocket_t *s, mp_cosocket_waiter_t *w, short what)
 {
     w->armed = 0;
-    mp_worker_time_update();
+    if (w->timer_set) {
+        evtimer_del(&w->timer);
+        w->timer_set = 0;
+    }
     w->cb(s, w->data, what);
 }
 
 
 static void
-on_read_wait(evutil_socket_t fd, short what, void *arg)
+on_read_timeout(evutil_socket_t fd, short what, void *arg)
 {
     mp_cosocket_t *s = arg;
 
     (void) fd;
-    fire(s, &s->rd, what);
+    (void) what;
+    s->rd.timer_set = 0;
+    mp_worker_time_update();
+    fire(s, &s->rd, EV_TIMEOUT);
 }
 
 
 static void
-on_write_wait(evutil_socket_t fd, short what, void *arg)
+on_write_timeout(evutil_socket_t fd, short what, void *arg)
 {
     mp_cosocket_t *s = arg;
 
     (void) fd;
-    fire(s, &s->wr, what);
+    (void) what;
+    s->wr.timer_set = 0;
+    mp_worker_time_update();
+    fire(s, &s->wr, EV_TIMEOUT);
+}
+
+
+static void pool_item_readable(void *item);
+
+
+/*
+ * Readiness of a connection's fd. The reader goes first; its callback may
+ * close the socket (or the request may end and its socket be collected),
+ * so the writer is woken only if the record still serves the same socket.
+ */
+static void
+on_io(evutil_socket_t fd, short what, void *arg)
+{
+    mp_cosocket_conn_t *c = arg;
+    mp_cosocket_t *s = c->s;
+    unsigned gen = c->gen;
+
+    (void) fd;
+    if (what & EV_READ) {
+        c->read_ready = 1;
+    }
+    if (what & EV_CLOSED) {
+        c->peer_closed = 1;
+    }
+    if (s == NULL) {
+        if (c->item != NULL && (what & (EV_READ | EV_CLOSED))) {
+            pool_item_readable(c->item);
+        }
+        return;
+    }
+    mp_worker_time_update();
+    if (s->rd.armed && (what & s->rd.what)) {
+        fire(s, &s->rd, s->rd.what);
+    }
+    if (c->gen != gen || c->s != s) {
+        return;
+    }
+    if (s->wr.armed && (what & s->wr.what)) {
+        fire(s, &s->wr, s->wr.what);
+    }
+}
+
+
+static void
+conn_open(mp_cosocket_t *s, int fd)
+{
+    mp_cosocket_conn_t *c = free_conns;
+
+    if (c != NULL) {
+        free_conns = c->next_free;
+    } else {
+        c = mp_calloc(1, sizeof(*c));
+    }
+    c->fd = fd;
+    c->s = s;
+    c->item = NULL;
+    c->gen++;
+    c->read_ready = 0;
+    c->peer_closed = 0;
+    /* EV_CLOSED (EPOLLRDHUP) tells a FIN that came with the last bytes,
+     * which a short read would otherwise hide from the pool */
+    event_assign(&c->io, mp_worker_base, fd,
+                 EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET, on_io,
+                 c);
+    event_add(&c->io, NULL);
+    s->conn = c;
+    s->fd = fd;
+}
+
+
+static void
+conn_close(mp_cosocket_conn_t *c)
+{
+    event_del(&c->io);
+    close(c->fd);
+    c->fd = -1;
+    c->s = NULL;
+    c->item = NULL;
+    c->gen++;
+    c->next_free = free_conns;
+    free_conns = c;
 }
 
 
@@ -151,21 +263,18 @@ mp_cosocket_wait(mp_cosocket_t *s, mp_cosocket_waiter_t *w, short what,
 {
     struct timeval tv;
 
-    if (w->armed) {
-        event_del(&w->ev);
-    }
-    event_assign(&w->ev, mp_worker_base, s->fd, what,
-                 w == &s->rd ? on_read_wait : on_write_wait, s);
-    w->assigned = 1;
+    mp_cosocket_unwait(w);
     w->cb = cb;
     w->data = data;
+    w->what = what;
     w->armed = 1;
     if (timeout > 0) {
+        evtimer_assign(&w->timer, mp_worker_base,
+                       w == &s->rd ? on_read_timeout : on_write_timeout, s);
         tv.tv_sec = (time_t) (timeout / 1000);
         tv.tv_usec = (suseconds_t) ((timeout % 1000) * 1000);
-        event_add(&w->ev, &tv);
-    } else {
-        event_add(&w->ev, NULL);
+        evtimer_add(&w->timer, &tv);
+        w->timer_set = 1;
     }
 }
 
@@ -173,9 +282,10 @@ mp_cosocket_wait(mp_cosocket_t *s, mp_cosocket_waiter_t *w, short what,
 void
 mp_cosocket_unwait(mp_cosocket_waiter_t *w)
 {
-    if (w->armed) {
-        event_del(&w->ev);
-        w->armed = 0;
+    w->armed = 0;
+    if (w->timer_set) {
+        evtimer_del(&w->timer);
+        w->timer_set = 0;
     }
 }
 
@@ -192,6 +302,7 @@ tls_result(mp_cosocket_t *s, int n)
     case SSL_ERROR_WANT_READ:
         s->want = EV_READ;
         s->err = EAGAIN;
+        s->conn->read_ready = 0;
         return -1;
     case SSL_ERROR_WANT_WRITE:
         s->want = EV_WRITE;
@@ -233,6 +344,12 @@ mp_cosocket_read(mp_cosocket_t *s, char *p, size_t n)
     if (r == -1) {
         s->err = errno;
         s->want = EV_READ;
+        if (errno == EAGAIN) {
+            s->conn->read_ready = 0;
+        }
+    } else if ((size_t) r < n && s->type == SOCK_STREAM) {
+        /* a short read emptied the socket (nginx's rule for epoll) */
+        s->conn->read_ready = 0;
     }
     return r;
 }
@@ -367,10 +484,11 @@ mp_cosocket_close(mp_cosocket_t *s)
         SSL_free(s->ssl);
         s->ssl = NULL;
     }
-    if (s->fd != -1) {
-        close(s->fd);
-        s->fd = -1;
+    if (s->conn != NULL) {
+        conn_close(s->conn);
+        s->conn = NULL;
     }
+    s->fd = -1;
     s->pos = s->last = 0;
     s->reused = 0;
 }
@@ -546,10 +664,11 @@ typedef struct item_s {
     struct item_s *prev;
     struct item_s *next;
     pool_t *pool;
-    struct event ev;
-    int fd;
+    struct event timer;     /* the idle timeout */
+    mp_cosocket_conn_t *conn;
     SSL *ssl;
     int reused;
+    unsigned timer_set:1;
 } item_t;
 
 struct pool_s {
@@ -573,41 +692,53 @@ list_unlink(item_t *it)
 }
 
 
-static void
-item_close(item_t *it)
+/* Takes it out of the idle list into the free slots; returns its conn. */
+static mp_cosocket_conn_t *
+item_take(item_t *it)
 {
-    pool_t *p = it->pool;
+    mp_cosocket_conn_t *c = it->conn;
 
-    event_del(&it->ev);
-    list_unlink(it);
-    if (it->ssl != NULL) {
-        SSL_free(it->ssl);
-        it->ssl = NULL;
+    if (it->timer_set) {
+        evtimer_del(&it->timer);
+        it->timer_set = 0;
     }
-    close(it->fd);
-    it->fd = -1;
-    it->next = p->free;
-    p->free = it;
+    list_unlink(it);
+    it->conn = NULL;
+    it->next = it->pool->free;
+    it->pool->free = it;
+    c->item = NULL;
+    return c;
 }
 
 
 static void
-on_idle_event(evutil_socket_t fd, short what, void *arg)
+item_close(item_t *it)
+{
+    SSL *ssl = it->ssl;
+
+    it->ssl = NULL;
+    conn_close(item_take(it));
+    if (ssl != NULL) {
+        SSL_free(ssl);
+    }
+}
+
+
+static void
+pool_item_readable(void *item)
+{
+    item_close(item);
+}
+
+
+static void
+on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 {
     item_t *it = arg;
-    char c;
-    ssize_t n;
 
-    /*
-     * Readable: the peer closed, or sent what nobody asked for; either way
-     * the connection cannot be reused. A stale readiness (nothing to peek)
-     * is rare enough to close as well rather than to re-arm the timeout.
-     */
-    if (what & EV_READ) {
-        n = recv(fd, &c, 1, MSG_PEEK);
-        mp_log_debug("idle cosocket readable (%zd)", n);
-        (void) n;
-    }
+    (void) fd;
+    (void) what;
+    it->timer_set = 0;
     item_close(it);
 }
 
@@ -639,7 +770,6 @@ pool_create(const char *key, size_t keylen, int size)
     p->items = mp_calloc((size_t) size, sizeof(item_t));
     for (i = size - 1; i >= 0; i--) {
         p->items[i].pool = p;
-        p->items[i].fd = -1;
         p->items[i].next = p->free;
         p->free = &p->items[i];
     }
@@ -649,14 +779,45 @@ pool_create(const char *key, size_t keylen, int size)
 }
 
 
+/*
+ * True when the connection of s holds nothing unread: no readiness came
+ * since a read drained it, or a peek finds the socket empty. Bytes or an
+ * EOF there mean the connection cannot be reused.
+ */
+static int
+conn_clean(mp_cosocket_t *s)
+{
+    char c;
+    ssize_t n;
+
+    if (s->conn->peer_closed) {
+        return 0;
+    }
+    if (!s->conn->read_ready) {
+        return 1;
+    }
+    n = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == -1 && errno == EAGAIN) {
+        s->conn->read_ready = 0;
+        return 1;
+    }
+    return 0;
+}
+
+
 int
 mp_cosocket_pool_put(mp_cosocket_t *s, const char *key, size_t keylen,
                      mp_msec_t timeout, int size)
 {
-    pool_t *p = pool_find(key, keylen);
+    pool_t *p;
     item_t *it;
     struct timeval tv;
 
+    if (!conn_clean(s)) {
+        mp_cosocket_close(s);
+        return MP_OK;
+    }
+    p = pool_find(key, keylen);
     if (p == NULL) {
         p = pool_create(key, keylen, size);
     }
@@ -665,24 +826,25 @@ mp_cosocket_pool_put(mp_cosocket_t *s, const char *key, size_t keylen,
     }
     it = p->free;
     p->free = it->next;
-    it->fd = s->fd;
+    it->conn = s->conn;
     it->ssl = s->ssl;
     it->reused = s->reused;
     it->next = p->idle.next;
     it->prev = &p->idle;
     p->idle.next->prev = it;
     p->idle.next = it;
-    event_assign(&it->ev, mp_worker_base, it->fd, EV_READ, on_idle_event, it);
+    it->conn->s = NULL;
+    it->conn->item = it;
     if (timeout > 0) {
+        evtimer_assign(&it->timer, mp_worker_base, on_idle_timeout, it);
         tv.tv_sec = (time_t) (timeout / 1000);
         tv.tv_usec = (suseconds_t) ((timeout % 1000) * 1000);
-        event_add(&it->ev, &tv);
-    } else {
-        event_add(&it->ev, NULL);
+        evtimer_add(&it->timer, &tv);
+        it->timer_set = 1;
     }
     /* the connection now belongs to the pool */
+    s->conn = NULL;
     s->ssl = NULL;
-    s->fd = -1;
     mp_cosocket_close(s);
     return MP_OK;
 }
@@ -693,23 +855,22 @@ mp_cosocket_pool_get(mp_cosocket_t *s, const char *key, size_t keylen)
 {
     pool_t *p = pool_find(key, keylen);
     item_t *it;
+    mp_cosocket_conn_t *c;
 
     if (p == NULL || p->idle.next == &p->idle) {
         return MP_DECLINED;
     }
     it = p->idle.next;
-    event_del(&it->ev);
-    list_unlink(it);
-    s->fd = it->fd;
     s->ssl = it->ssl;
-    s->type = SOCK_STREAM;
     s->reused = it->reused + 1;
+    it->ssl = NULL;
+    c = item_take(it);
+    c->s = s;
+    s->conn = c;
+    s->fd = c->fd;
+    s->type = SOCK_STREAM;
     s->err = 0;
     s->pos = s->last = 0;
-    it->fd = -1;
-    it->ssl = NULL;
-    it->next = p->free;
-    p->free = it;
     return MP_OK;
 }
 
@@ -730,6 +891,12 @@ mp_cosocket_pool_cleanup(void)
     pools = NULL;
     while (nfree_bufs > 0) {
         free(free_bufs[--nfree_bufs]);
+    }
+    while (free_conns != NULL) {
+        mp_cosocket_conn_t *c = free_conns;
+
+        free_conns = c->next_free;
+        free(c);
     }
     if (client_ctx != NULL) {
         SSL_CTX_free(client_ctx);

@@ -7,8 +7,15 @@
  *
  * A socket has two waiters, one for its reader and one for its writer, so
  * that one light thread can read while another writes, as in OpenResty.
- * Each waiter arms one event (readiness plus timeout) at a time; its
- * callback gets the libevent flags (EV_TIMEOUT, EV_READ, EV_WRITE).
+ * A waiter waits for one readiness (EV_READ or EV_WRITE) with a timeout;
+ * its callback gets the libevent flags (EV_TIMEOUT, EV_READ, EV_WRITE).
+ *
+ * Readiness is edge-triggered, as in nginx: each connection's fd is
+ * registered with epoll once, when it is opened, and stays registered
+ * while it moves between a socket and the keep-alive pool, so a request
+ * that takes a pooled connection, talks and gives it back costs no
+ * epoll_ctl at all. The rule that follows: wait only after the operation
+ * said EAGAIN (every caller tries first).
  *
  * Ownership: the caller embeds mp_cosocket_t and owns it. The read buffer
  * is heap memory of the socket, reused for every read and released by
@@ -32,15 +39,20 @@ typedef struct mp_cosocket_s mp_cosocket_t;
 typedef void (*mp_cosocket_cb)(mp_cosocket_t *s, void *data, short what);
 
 typedef struct {
-    struct event ev;
+    struct event timer;       /* the timeout (no fd: costs no syscall) */
     mp_cosocket_cb cb;
     void *data;
-    unsigned assigned:1;
+    short what;               /* EV_READ or EV_WRITE */
     unsigned armed:1;
+    unsigned timer_set:1;
 } mp_cosocket_waiter_t;
+
+/* A connection: its fd and its epoll registration (cosocket.c). */
+typedef struct mp_cosocket_conn_s mp_cosocket_conn_t;
 
 struct mp_cosocket_s {
     int fd;                   /* -1 when closed */
+    mp_cosocket_conn_t *conn; /* NULL when closed */
     int type;                 /* SOCK_STREAM or SOCK_DGRAM */
     SSL *ssl;                 /* after mp_cosocket_tls_start() */
     mp_cosocket_waiter_t rd;  /* the reader's wait */

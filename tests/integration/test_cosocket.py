@@ -677,6 +677,90 @@ show(SHARED_SOCK.send, SHARED_SOCK, "PING\r\n")
             self.assertEqual(srv.request("GET", "/later").body,
                              b'[2] nil, "closed"\n')
 
+    def test_connect_timeout(self):
+        """connect() to a listener whose accept queue is full: the SYN is
+        dropped, and the connect timeout ends the wait at its time."""
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(0)
+        port = lst.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        time.sleep(0.1)
+        locs = [{"match": "= /", "content": r'''
+local s = ngx.socket.tcp()
+s:settimeouts(250, 1000, 1000)
+ngx.update_time()
+local t0 = ngx.now()
+local ok, err = s:connect("127.0.0.1", %d)
+ngx.update_time()
+ngx.say(ok, " ", err, " ", string.format("%%.3f", ngx.now() - t0))
+''' % port}]
+        try:
+            with Server(self.config(locs), expect_errors=[
+                    r"lua tcp socket connect timed out"]) as srv:
+                ok, err, elapsed = srv.request("GET", "/").body.split()
+                self.assertEqual((ok, err), (b"nil", b"timeout"))
+                self.assertGreaterEqual(float(elapsed), 0.24)
+                self.assertLess(float(elapsed), 0.6)
+        finally:
+            for c in fillers:
+                c.close()
+            lst.close()
+
+    def test_pool_drops_dead_connections(self):
+        """An idle pooled connection is dropped when the peer sends
+        something unasked or closes, or when its keepalive timeout ends."""
+        locs = [{"match": "= /", "content": r'''
+local function conn(pool)
+  local s = ngx.socket.tcp()
+  s:settimeout(2000)
+  assert(s:connect("127.0.0.1", pool == "redis" and REDIS_PORT or TCP_PORT,
+                   {pool = pool}))
+  return s
+end
+-- the peer speaks while the connection is idle: dropped
+local s = conn("chatty")
+s:send("drip 2 200 ok!!\n")
+ngx.say(s:receive(2))
+ngx.say(s:setkeepalive())
+ngx.sleep(0.4)
+s = conn("chatty")
+ngx.say("chatty ", s:getreusedtimes())
+s:close()
+-- the peer closes after answering: dropped
+s = conn("closing")
+s:send("send bye\n")
+ngx.say(s:receive(3))
+ngx.sleep(0.1)
+ngx.say(s:setkeepalive())
+s = conn("closing")
+ngx.say("closing ", s:getreusedtimes())
+s:close()
+-- keepalive timeout
+s = conn("redis")
+s:send("PING\r\n") s:receive()
+s:setkeepalive(100)
+ngx.sleep(0.3)
+s = conn("redis")
+ngx.say("expired ", s:getreusedtimes())
+s:send("PING\r\n") s:receive()
+s:setkeepalive(10000)
+s = conn("redis")
+ngx.say("kept ", s:getreusedtimes())
+s:send("PING\r\n")
+ngx.say(s:receive())
+s:close()
+'''}]
+        with Server(self.config(locs)) as srv:
+            self.assertEqual(srv.request("GET", "/").body.decode(),
+                             "ok\n1\nchatty 0\nbye\n1\nclosing 0\n"
+                             "expired 0\nkept 1\n+PONG\n")
+
     def test_no_fd_leak(self):
         """2,000 requests opening sockets (closed, kept alive, forgotten,
         refused, UDP): the worker's fd count does not grow."""
