@@ -82,6 +82,10 @@ typedef struct {
     char *key;                /* pool key: key_inline or heap */
     size_t keylen;
     int pool_size;            /* opts.pool_size; 0: the default */
+    int backlog;              /* opts.backlog; -1: none */
+    const char *chost;        /* connect's host (on the stack) */
+    size_t chostlen;
+    int cport;
     char key_inline[KEY_INLINE];
 
     const char *until_hit;    /* a chunked receiveuntil met its pattern */
@@ -388,6 +392,7 @@ on_resolved(void *data, int code, const char *text, const struct sockaddr *sa,
                  colon != NULL ? (int) (colon - u->host) : (int) 64, u->host,
                  code, text);
         mp_log_error(MP_LOG_ERR, 0, "%s", msg);
+        close_socket(u);
         lua_pushnil(co);
         lua_pushstring(co, msg);
         write_done(u, co, 2);
@@ -411,6 +416,7 @@ parse_opts(lua_State *L, int idx, tcp_t *u, size_t *poollen,
 
     *pool = NULL;
     u->pool_size = 0;
+    u->backlog = -1;
     if (lua_isnoneornil(L, idx)) {
         return MP_OK;
     }
@@ -436,9 +442,11 @@ parse_opts(lua_State *L, int idx, tcp_t *u, size_t *poollen,
         u->pool_size = (int) v;
     }
     lua_pop(L, 1);
+    u->backlog = -1;
     lua_getfield(L, idx, "backlog");
     if (!lua_isnil(L, -1)) {
         v = lua_tointeger(L, -1);
+        u->backlog = (int) v;
         if (lua_type(L, -1) != LUA_TNUMBER || v < 0) {
             return luaL_argerror(L, idx, lua_pushfstring(L,
                                  "bad \"backlog\" option value: %d",
@@ -469,13 +477,95 @@ unix_peer(lua_State *L, tcp_t *u, const char *path, size_t len)
 }
 
 
+/*
+ * The connect after the pool admitted it: an idle connection, or a new one
+ * to the unix path, IP literal or resolved name of u->chost. Returns the
+ * number of results pushed onto co, or 0 when it waits (DNS or connect).
+ */
+static int
+connect_begin(tcp_t *u, lua_State *co)
+{
+    const char *err;
+    int rc;
+
+    if (mp_cosocket_pool_get(&u->s, u->key, u->keylen) == MP_OK) {
+        u->connected = 1;
+        lua_pushinteger(co, 1);
+        return 1;
+    }
+    if (u->cport < 0) {
+        rc = unix_peer(co, u, u->chost + 5, u->chostlen - 5);
+        return rc != 0 ? rc : connect_peer(u, co);
+    }
+    if (mp_resolver_literal(u->chost, &u->peer, &u->peerlen) == MP_OK) {
+        ((struct sockaddr_in *) &u->peer)->sin_port =
+            htons((uint16_t) u->cport);
+        return connect_peer(u, co);
+    }
+    memset(&u->peer, 0, sizeof(u->peer));
+    ((struct sockaddr_in *) &u->peer)->sin_port = htons((uint16_t) u->cport);
+    u->dns = mp_resolver_start(u->chost, on_resolved, u, &err);
+    if (u->dns == NULL) {
+        close_socket(u);
+        lua_pushnil(co);
+        lua_pushstring(co, err);
+        return 2;
+    }
+    return 0;
+}
+
+
+/* The backlog admitted the connect (EV_WRITE) or its time ran out. */
+static void
+on_backlog(mp_cosocket_t *s, void *data, short what)
+{
+    tcp_t *u = data;
+    lua_State *co = result_stack(u->wt);
+    int n;
+
+    (void) s;
+    if (what & EV_TIMEOUT) {
+        mp_log_error(MP_LOG_ERR, 0, "lua tcp socket queued connect timed "
+                     "out, when trying to connect to %s", u->host);
+        close_socket(u);
+        lua_pushnil(co);
+        lua_pushliteral(co, "timeout");
+        write_done(u, co, 2);
+        return;
+    }
+    if (u->s.counted == NULL) {
+        /* an idle connection came back: take it unless someone was
+         * quicker, in which case queue again */
+        n = mp_cosocket_pool_acquire(&u->s, u->key, u->keylen, 1,
+                                     u->backlog,
+                                     timeout_of(u->connect_timeout,
+                                                mp_worker_conf->lua
+                                                    .socket_connect_timeout),
+                                     on_backlog, u);
+        if (n == MP_AGAIN) {
+            return;
+        }
+        if (n == MP_BUSY) {
+            lua_pushnil(co);
+            lua_pushliteral(co, "too many waiting connect operations");
+            write_done(u, co, 2);
+            return;
+        }
+    }
+    n = connect_begin(u, co);
+    if (n > 0) {
+        write_done(u, co, n);
+    }
+}
+
+
 static int
 tcp_connect(lua_State *L)
 {
     tcp_t *u = check_tcp(L);
     int n = lua_gettop(L), isunix, opts_idx, port = 0, rc;
     size_t hlen, poollen = 0;
-    const char *host, *pool, *err;
+    const char *host, *pool;
     mp_lua_thread_t *t;
     char keybuf[300];
 
@@ -532,38 +622,42 @@ tcp_connect(lua_State *L)
 
         set_key(u, keybuf, (size_t) kl);
     }
-    snprintf(u->host, sizeof(u->host), "%.*s", (int) mp_min(u->keylen, 63),
-             u->key);
-    if (mp_cosocket_pool_get(&u->s, u->key, u->keylen) == MP_OK) {
-        u->connected = 1;
-        lua_pushinteger(L, 1);
-        return 1;
+    if (isunix) {
+        snprintf(u->host, sizeof(u->host), "%.*s", (int) mp_min(hlen, 63),
+                 host);
+    } else {
+        snprintf(u->host, sizeof(u->host), "%.*s:%d",
+                 (int) mp_min(hlen, 56), host, port);
+    }
+    u->chost = host;
+    u->chostlen = hlen;
+    u->cport = isunix ? -1 : port;
+    if (u->backlog >= 0) {
+        rc = mp_cosocket_pool_acquire(&u->s, u->key, u->keylen,
+                                      u->pool_size > 0
+                                          ? u->pool_size
+                                          : mp_worker_conf->lua
+                                                .socket_pool_size,
+                                      u->backlog,
+                                      timeout_of(u->connect_timeout,
+                                                 mp_worker_conf->lua
+                                                     .socket_connect_timeout),
+                                      on_backlog, u);
+        if (rc == MP_BUSY) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "too many waiting connect operations");
+            return 2;
+        }
+        if (rc == MP_AGAIN) {
+            goto wait;
+        }
+    }
+    rc = connect_begin(u, L);
+    if (rc > 0) {
+        return rc;
     }
 
-    if (isunix) {
-        if (unix_peer(L, u, host + 5, hlen - 5) != 0) {
-            return 2;
-        }
-        rc = connect_peer(u, L);
-        if (rc > 0) {
-            return rc;
-        }
-    } else if (mp_resolver_literal(host, &u->peer, &u->peerlen) == MP_OK) {
-        ((struct sockaddr_in *) &u->peer)->sin_port = htons((uint16_t) port);
-        rc = connect_peer(u, L);
-        if (rc > 0) {
-            return rc;
-        }
-    } else {
-        memset(&u->peer, 0, sizeof(u->peer));
-        ((struct sockaddr_in *) &u->peer)->sin_port = htons((uint16_t) port);
-        u->dns = mp_resolver_start(host, on_resolved, u, &err);
-        if (u->dns == NULL) {
-            lua_pushnil(L);
-            lua_pushstring(L, err);
-            return 2;
-        }
-    }
+wait:
     u->wt = t;
     u->wr = WR_CONNECT;
     t->cancel = cancel_write;

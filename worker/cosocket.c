@@ -52,6 +52,12 @@ struct mp_cosocket_conn_s {
 };
 
 static mp_cosocket_conn_t *free_conns;
+
+typedef struct pool_s pool_t;
+
+static void pool_release(pool_t *p);
+static void backlog_unlink(mp_cosocket_t *s);
+static void wake_waiter(pool_t *p, int count);
 static char *free_bufs[MP_BUF_FREELIST];
 static int nfree_bufs;
 static SSL_CTX *client_ctx;
@@ -488,6 +494,15 @@ mp_cosocket_close(mp_cosocket_t *s)
         conn_close(s->conn);
         s->conn = NULL;
     }
+    if (s->queued != NULL) {
+        backlog_unlink(s);
+    }
+    if (s->counted != NULL) {
+        pool_t *p = s->counted;
+
+        s->counted = NULL;
+        pool_release(p);
+    }
     s->fd = -1;
     s->pos = s->last = 0;
     s->reused = 0;
@@ -658,7 +673,6 @@ mp_cosocket_tls_verify(mp_cosocket_t *s, const char *name,
 
 /* ---- keep-alive pool ---------------------------------------------------- */
 
-typedef struct pool_s pool_t;
 
 typedef struct item_s {
     struct item_s *prev;
@@ -669,6 +683,7 @@ typedef struct item_s {
     SSL *ssl;
     int reused;
     unsigned timer_set:1;
+    unsigned counted:1;     /* counts in its limited pool */
 } item_t;
 
 struct pool_s {
@@ -677,6 +692,11 @@ struct pool_s {
     item_t *free;    /* singly linked through next */
     item_t *items;
     int size;
+    int limited;     /* a connect gave a backlog: conns is enforced */
+    int conns;       /* counted connections, in use and idle */
+    int nqueued;
+    mp_cosocket_t *qhead; /* the backlog, oldest first */
+    mp_cosocket_t *qtail;
     size_t keylen;
     char key[];
 };
@@ -715,9 +735,14 @@ static void
 item_close(item_t *it)
 {
     SSL *ssl = it->ssl;
+    int counted = it->counted;
 
     it->ssl = NULL;
+    it->counted = 0;
     conn_close(item_take(it));
+    if (counted) {
+        pool_release(it->pool);
+    }
     if (ssl != NULL) {
         SSL_free(ssl);
     }
@@ -835,6 +860,12 @@ mp_cosocket_pool_put(mp_cosocket_t *s, const char *key, size_t keylen,
     p->idle.next = it;
     it->conn->s = NULL;
     it->conn->item = it;
+    it->counted = s->counted == p;
+    if (s->counted != NULL && s->counted != p) {
+        /* pooled under another key than it was counted in */
+        pool_release(s->counted);
+    }
+    s->counted = NULL;
     if (timeout > 0) {
         evtimer_assign(&it->timer, mp_worker_base, on_idle_timeout, it);
         tv.tv_sec = (time_t) (timeout / 1000);
@@ -846,6 +877,9 @@ mp_cosocket_pool_put(mp_cosocket_t *s, const char *key, size_t keylen,
     s->conn = NULL;
     s->ssl = NULL;
     mp_cosocket_close(s);
+    if (p->qhead != NULL && it->counted) {
+        wake_waiter(p, 0);
+    }
     return MP_OK;
 }
 
@@ -864,6 +898,14 @@ mp_cosocket_pool_get(mp_cosocket_t *s, const char *key, size_t keylen)
     s->ssl = it->ssl;
     s->reused = it->reused + 1;
     it->ssl = NULL;
+    if (it->counted) {
+        if (s->counted == p) {
+            /* admitted by acquire, but the idle one carries the count */
+            p->conns--;
+        }
+        s->counted = p;
+        it->counted = 0;
+    }
     c = item_take(it);
     c->s = s;
     s->conn = c;
@@ -872,6 +914,113 @@ mp_cosocket_pool_get(mp_cosocket_t *s, const char *key, size_t keylen)
     s->err = 0;
     s->pos = s->last = 0;
     return MP_OK;
+}
+
+
+static void
+backlog_unlink(mp_cosocket_t *s)
+{
+    pool_t *p = s->queued;
+
+    if (s->bl_prev != NULL) {
+        s->bl_prev->bl_next = s->bl_next;
+    } else {
+        p->qhead = s->bl_next;
+    }
+    if (s->bl_next != NULL) {
+        s->bl_next->bl_prev = s->bl_prev;
+    } else {
+        p->qtail = s->bl_prev;
+    }
+    s->bl_prev = s->bl_next = NULL;
+    s->queued = NULL;
+    p->nqueued--;
+}
+
+
+/* Runs the woken backlog waiter from the loop, not inside its waker. */
+static void
+on_backlog_wake(evutil_socket_t fd, short what, void *arg)
+{
+    mp_cosocket_t *s = arg;
+
+    (void) fd;
+    (void) what;
+    s->wr.timer_set = 0;
+    mp_worker_time_update();
+    fire(s, &s->wr, EV_WRITE);
+}
+
+
+/*
+ * Wakes the oldest backlog waiter of p, from the loop: counted when a
+ * slot was freed for it, else (an idle connection came back) uncounted,
+ * to take that connection with its count.
+ */
+static void
+wake_waiter(pool_t *p, int count)
+{
+    mp_cosocket_t *s = p->qhead;
+
+    backlog_unlink(s);
+    if (count) {
+        p->conns++;
+        s->counted = p;
+    }
+    if (s->wr.timer_set) {
+        evtimer_del(&s->wr.timer);
+    }
+    evtimer_assign(&s->wr.timer, mp_worker_base, on_backlog_wake, s);
+    event_active(&s->wr.timer, EV_TIMEOUT, 1);
+    s->wr.timer_set = 1;
+}
+
+
+/* A counted connection of p is gone: admit the oldest waiter. */
+static void
+pool_release(pool_t *p)
+{
+    p->conns--;
+    if (p->qhead != NULL) {
+        wake_waiter(p, 1);
+    }
+}
+
+
+int
+mp_cosocket_pool_acquire(mp_cosocket_t *s, const char *key, size_t keylen,
+                         int size, int backlog, mp_msec_t timeout,
+                         mp_cosocket_cb cb, void *data)
+{
+    pool_t *p = pool_find(key, keylen);
+
+    if (p == NULL) {
+        p = pool_create(key, keylen, size);
+    }
+    p->limited = 1;
+    if (p->idle.next != &p->idle) {
+        return MP_OK; /* pool_get takes one, with its count */
+    }
+    if (p->conns < p->size) {
+        p->conns++;
+        s->counted = p;
+        return MP_OK;
+    }
+    if (p->nqueued >= backlog) {
+        return MP_BUSY;
+    }
+    s->queued = p;
+    s->bl_next = NULL;
+    s->bl_prev = p->qtail;
+    if (p->qtail != NULL) {
+        p->qtail->bl_next = s;
+    } else {
+        p->qhead = s;
+    }
+    p->qtail = s;
+    p->nqueued++;
+    mp_cosocket_wait(s, &s->wr, EV_WRITE, timeout, cb, data);
+    return MP_AGAIN;
 }
 
 

@@ -64,6 +64,10 @@ struct mp_cosocket_s {
     int reused;               /* times taken from the keep-alive pool */
     int err;                  /* errno of the last failure, 0: none */
     short want;               /* EV_READ/EV_WRITE a TLS call waits for */
+    void *counted;            /* the limited pool counting it (backlog) */
+    void *queued;             /* the pool whose backlog it waits in */
+    mp_cosocket_t *bl_prev;   /* in that backlog */
+    mp_cosocket_t *bl_next;
 };
 
 /* Prepares s (closed, no buffer). */
@@ -183,6 +187,23 @@ int mp_cosocket_pool_put(mp_cosocket_t *s, const char *key, size_t keylen,
  * the pool has none.
  */
 int mp_cosocket_pool_get(mp_cosocket_t *s, const char *key, size_t keylen);
+
+/*
+ * opts.backlog: from the first call with a backlog on, pool key counts its
+ * connections (in use and idle) and admits at most size of them. Returns
+ * MP_OK when s may go on (take an idle connection with
+ * mp_cosocket_pool_get, or open one, which is then counted until it is
+ * closed), MP_AGAIN when s waits in the backlog (s->wr is armed: cb runs
+ * with EV_WRITE once a connection of the pool is closed and s may go on,
+ * or with EV_TIMEOUT after timeout ms) or MP_BUSY when backlog sockets
+ * already wait. A woken s that is not counted yet (s->counted NULL: an
+ * idle connection came back for it) calls this again. mp_cosocket_close()
+ * leaves the backlog too.
+ */
+int mp_cosocket_pool_acquire(mp_cosocket_t *s, const char *key,
+                             size_t keylen, int size, int backlog,
+                             mp_msec_t timeout, mp_cosocket_cb cb,
+                             void *data);
 
 /* Closes every idle connection and frees the pools (worker exit). */
 void mp_cosocket_pool_cleanup(void);

@@ -538,6 +538,34 @@ show(s.send, s, "PING\r\n")
 show(s.receive, s)
 show(s.setkeepalive, s, 0)
 """, '[1] "one"\n[2] nil, "unread data in buffer"\n[1] 1\n[1] 6\n[1] "+PONG"\n[1] 1\n'),
+    "backlog": (r"""
+local opts = {pool = "bl", pool_size = 1, backlog = 1}
+local function user(name, hold)
+  local s = ngx.socket.tcp()
+  s:settimeout(1000)
+  local ok, err = s:connect("127.0.0.1", REDIS_PORT, opts)
+  ngx.say(name, " connect: ", ok, " ", err)
+  if not ok then return end
+  ngx.say(name, " reused: ", s:getreusedtimes())
+  ngx.sleep(hold)
+  s:send("PING\r\n")
+  ngx.say(name, " ", s:receive())
+  s:setkeepalive()
+end
+local a = ngx.thread.spawn(user, "a", 0.1)
+local b = ngx.thread.spawn(user, "b", 0)
+local c = ngx.thread.spawn(user, "c", 0)
+ngx.thread.wait(a) ngx.thread.wait(b) ngx.thread.wait(c)
+local s1 = ngx.socket.tcp()
+s1:connect("127.0.0.1", REDIS_PORT, opts)
+local s2 = ngx.socket.tcp()
+s2:settimeout(100)
+show(s2.connect, s2, "127.0.0.1", REDIS_PORT, opts)
+s1:close()
+local s3 = ngx.socket.tcp()
+show(s3.connect, s3, "127.0.0.1", REDIS_PORT, opts)
+show(s3.getreusedtimes, s3)
+""", 'c connect: nil too many waiting connect operations\na connect: 1 nil\na reused: 0\na +PONG\nb connect: 1 nil\nb reused: 1\nb +PONG\n[2] nil, "timeout"\n[1] 1\n[1] 0\n'),
     "threads_busy": (r"""
 local s = peer("drip 1 20 hi\\n")
 local t = ngx.thread.spawn(function() return s:receive() end)
