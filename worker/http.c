@@ -452,7 +452,21 @@ on_header_value(http_parser *p, const char *at, size_t len)
 {
     mp_conn_t *c = parser_conn(p);
     mp_request_t *r = &c->r;
+    const char *q = at;
 
+    /*
+     * obs-fold: http-parser joins a line that starts with SP or HT to the
+     * value above it; nginx answers 400, and a fold two hops read apart
+     * is a request-smuggling vector. The head stays in c->in while it is
+     * parsed, so the bytes before a continuation are there to look at.
+     */
+    while (q > c->in.data && (q[-1] == ' ' || q[-1] == '\t')) {
+        q--;
+    }
+    if (q > c->in.data && q[-1] == '\n') {
+        c->error_status = 400;
+        return -1;
+    }
     c->parse_state = PARSE_VALUE;
     extend(&r->headers[r->nheaders - 1].value, at, len);
     return 0;
@@ -1038,13 +1052,18 @@ static void
 send_continue(mp_conn_t *c)
 {
     static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    struct iovec iov = { (void *) line, sizeof(line) - 1 };
-    ssize_t n;
 
     c->send_continue = 0;
-    /* a 25-byte write to an idle socket buffer does not block */
-    n = mp_io_writev(c, &iov, 1);
-    (void) n;
+    /*
+     * Through the response writer, not one writev: the socket buffer may
+     * still hold earlier responses the client has not read, and a short
+     * write or EAGAIN must neither lose nor split the line (found by the
+     * fault-injection mode, worker/io.h). Input waits while it is written;
+     * start_write() resumes reading the body once it is out.
+     */
+    buf_append(&c->head, line, sizeof(line) - 1);
+    c->head_sent = 0;
+    start_write(c);
 }
 
 
@@ -1105,6 +1124,9 @@ process_input(mp_conn_t *c)
         }
         if (c->send_continue) {
             send_continue(c);
+            if (c->fd < 0) {
+                return;
+            }
         }
         if (c->parse_state == PARSE_BODY) {
             /* the parser took every byte after the head and on_body copied
@@ -1446,6 +1468,7 @@ static void
 start_write(mp_conn_t *c)
 {
     int rc = write_some(c);
+    int was_writing = c->writing;
 
     if (rc == MP_OK) {
         if (c->writing) {
@@ -1457,6 +1480,10 @@ start_write(mp_conn_t *c)
         c->head.len = c->head_sent = 0;
         if (c->r.eof && !c->in_handler) {
             after_response(c);
+        } else if (was_writing && !c->in_handler && !c->r.eof) {
+            /* a "100 Continue" went out late (send_continue): read on */
+            arm_timer(c, mp_worker_conf->http.client_body_timeout);
+            drive_input(c);
         }
         return;
     }
@@ -1471,6 +1498,8 @@ start_write(mp_conn_t *c)
         }
         if (c->r.eof && !c->in_handler) {
             after_response(c);
+        } else if (!c->in_handler && !c->r.eof) {
+            conn_close(c); /* "100 Continue" failed: no request to finish */
         }
         return;
     }

@@ -4,18 +4,31 @@
  *
  * A plain connection costs what read(2) and writev(2) cost: the functions
  * are inline and test one bit of the connection (c->io_slow) before the
- * system call. The bit is set for a TLS connection (worker/tls.c) and is
- * where a test mode that shortens reads and writes and injects EAGAIN
- * belongs (issue 7): mp_io_conn_open() sets it for every connection when
- * such a mode is on, and mp_io_read_slow() / mp_io_writev_slow() are the
- * only functions to change. (The TLS handshake and TLS records go through
- * OpenSSL's socket BIO, which a fault mode would have to wrap as well.)
+ * system call. The bit is set for a TLS connection (worker/tls.c) and, when
+ * the fault-injection test mode is on, for every connection
+ * (mp_io_conn_open()); mp_io_read_slow() / mp_io_writev_slow() then apply
+ * the faults. (The TLS handshake and TLS records go through OpenSSL's
+ * socket BIO, which the fault mode does not wrap.)
  *
  * Results are those of read(2) and writev(2): a count, 0 at the end of the
  * stream (reads), or -1 with errno EAGAIN when the call would block, EINTR,
  * or another errno (EPROTO for a TLS error). Callers retry after EAGAIN
  * with the same bytes at the same position of the iovecs (TLS needs that;
  * appending more is fine).
+ *
+ * Fault injection (a test mode, issue 7). The environment variable
+ * MOONPOOL_FAULTS, read once per worker (on its first connection or
+ * cosocket call), turns it on; it is deliberately not a config key, so no
+ * production config can enable it. Its value is a comma-separated list:
+ *
+ *     short      reads and writes return short counts, down to 1 byte
+ *     eagain     reads and writes fail with EAGAIN at random points
+ *     seed=N     seed of the generator (default 1); worker k uses N + k,
+ *                so a failing run can be replayed
+ *     rate=P     percentage of calls that get a fault (default 30)
+ *
+ * e.g. MOONPOOL_FAULTS="short,eagain,seed=42". An empty or unset variable
+ * leaves the server untouched. The worker logs the mode at notice.
  */
 #ifndef MP_IO_H
 #define MP_IO_H
@@ -23,6 +36,7 @@
 #include "core/mp_core.h"
 #include "worker/http.h"
 
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -30,7 +44,7 @@
 /* Prepares c for I/O when it opens (before any handshake). */
 void mp_io_conn_open(mp_conn_t *c);
 
-/* The paths behind io_slow: TLS (and, later, fault injection). */
+/* The paths behind io_slow: TLS and fault injection. */
 ssize_t mp_io_read_slow(mp_conn_t *c, char *buf, size_t n);
 ssize_t mp_io_writev_slow(mp_conn_t *c, const struct iovec *iov, int cnt);
 int mp_io_pending_slow(const mp_conn_t *c);
@@ -61,12 +75,40 @@ mp_io_writev(mp_conn_t *c, const struct iovec *iov, int cnt)
 /*
  * True when a read must be retried before waiting for the next readiness
  * event: the layer holds a result the socket will not signal again (TLS
- * data read ahead of an end of stream). Always 0 for a plain socket.
+ * data read ahead of an end of stream), or a fault shortened the read just
+ * done. Valid right after a read of c. Always 0 for a plain socket.
  */
 static inline int
 mp_io_pending(const mp_conn_t *c)
 {
     return c->io_slow && mp_io_pending_slow(c);
 }
+
+
+/* ---- fault injection for other sockets (cosockets) ---------------------- */
+
+/*
+ * Nonzero once the fault mode is on in this worker; call mp_io_faults_init()
+ * first (it is cheap and idempotent). Test it before the system call so the
+ * normal path stays one branch:
+ *
+ *     r = mp_io_faults ? mp_io_fault_recv(fd, p, n, 0) : recv(fd, p, n, 0);
+ */
+extern int mp_io_faults;
+
+/* Reads MOONPOOL_FAULTS the first time it is called; later calls return. */
+void mp_io_faults_init(void);
+
+/*
+ * recv(2), send(2), read(2) and writev(2) with faults: short counts and
+ * EAGAIN. A fake EAGAIN is only safe where the caller then waits on a
+ * level-triggered event (cosockets do: a one-shot EV_READ/EV_WRITE fires
+ * at once if the socket is ready); an edge-triggered reader would wait for
+ * an edge that never comes. Same results and errno as the system calls.
+ */
+ssize_t mp_io_fault_recv(int fd, void *buf, size_t n, int flags);
+ssize_t mp_io_fault_send(int fd, const void *buf, size_t n, int flags);
+ssize_t mp_io_fault_read(int fd, void *buf, size_t n);
+ssize_t mp_io_fault_writev(int fd, const struct iovec *iov, int cnt);
 
 #endif /* MP_IO_H */

@@ -1018,6 +1018,81 @@ test_dict_bench_set_get(void)
 }
 
 
+/*
+ * Issue 7, allocation failure: on a full zone every operation that needs
+ * memory fails with "no memory" (safe_set, safe_add, a growing replace
+ * through safe_set, incr with init, lpush/rpush), leaves what is stored
+ * intact and the dict consistent; deleting an item makes room again.
+ */
+static void
+test_dict_no_memory_paths(void)
+{
+    mp_zone_t *z;
+    mp_dict_t *d = new_dict(64 * 1024, 1, &z);
+    mp_dict_value_t v = { 0 };
+    char key[32], buf[64], big[3000];
+    const char *err = NULL;
+    int forcible = 0, i, n;
+    double num = 1;
+    size_t len;
+
+    memset(big, 'b', sizeof(big));
+    v.type = MP_DICT_TSTRING;
+    v.str = big;
+    v.len = 40;
+    for (n = 0; n < 100000; n++) {
+        snprintf(key, sizeof(key), "k%d", n);
+        if (mp_dict_safe_set(d, key, strlen(key), &v, 0, &forcible, &err)
+            != MP_OK) {
+            break;
+        }
+    }
+    CU_ASSERT_FATAL(n > 0 && n < 100000);
+    CU_ASSERT_STRING_EQUAL(err, "no memory");
+    assert_check(d);
+
+    v.len = sizeof(big);
+    err = NULL;
+    CU_ASSERT_EQUAL(mp_dict_safe_set(d, "k0", 2, &v, 0, &forcible, &err),
+                    MP_ERROR);
+    CU_ASSERT_STRING_EQUAL(err, "no memory");
+    err = NULL;
+    CU_ASSERT_EQUAL(mp_dict_safe_add(d, "new", 3, &v, 0, &forcible, &err),
+                    MP_ERROR);
+    CU_ASSERT_STRING_EQUAL(err, "no memory");
+    /* as OpenResty's set_helper: the old item is freed before the larger
+     * one is allocated, so a failed safe_set leaves the key unset */
+    CU_ASSERT_EQUAL(get_str(d, "k0", buf, sizeof(buf)), MP_DECLINED);
+    CU_ASSERT_EQUAL(get_str(d, "k3", buf, sizeof(buf)), MP_OK);
+    CU_ASSERT_EQUAL(strlen(buf), 40);
+    /* incr with init and push are not "safe": they evict, as OpenResty */
+    err = NULL;
+    CU_ASSERT_EQUAL(mp_dict_incr(d, "counter-with-a-long-name", 24, &num, 1,
+                                 0, 0, &forcible, &err), MP_OK);
+    for (i = 0; i < 200; i++) {
+        err = NULL;
+        if (mp_dict_rpush(d, "list", 4, MP_DICT_TSTRING, big, 500, 0, &len,
+                          &err) != MP_OK) {
+            CU_ASSERT_PTR_NOT_NULL_FATAL(err);
+            CU_ASSERT_STRING_EQUAL(err, "no memory");
+            break;
+        }
+    }
+    assert_check(d);
+    /* room again after deletes */
+    for (i = 0; i < n; i += 2) {
+        snprintf(key, sizeof(key), "k%d", i);
+        mp_dict_delete(d, key, strlen(key), &err);
+    }
+    v.len = 1000;
+    CU_ASSERT_EQUAL(mp_dict_safe_set(d, "k1", 2, &v, 0, &forcible, &err),
+                    MP_OK);
+    CU_ASSERT_EQUAL(forcible, 0);
+    assert_check(d);
+    mp_zone_destroy(z);
+}
+
+
 void
 mp_test_register(void)
 {
@@ -1036,6 +1111,7 @@ mp_test_register(void)
         MP_TEST(test_dict_crash_recovery_random_points),
         MP_TEST(test_dict_stress_8_processes),
         MP_TEST(test_dict_bench_set_get),
+        MP_TEST(test_dict_no_memory_paths),
         MP_TEST_END,
     };
 

@@ -284,6 +284,67 @@ test_slab_too_small_area(void)
 }
 
 
+/*
+ * Issue 7, allocation failure: every size class and large runs fail with
+ * NULL (never a crash or a corrupt pool) once the pool is full, each
+ * failure is counted in its class, and freeing any block makes its size
+ * allocatable again.
+ */
+static void
+test_slab_failure_paths_every_size(void)
+{
+    static const size_t sizes[] = { 1, 8, 60, 200, 1000, 2048, 4096, 9000 };
+    mp_slab_pool_t *pool = new_pool(32 * 4096);
+    mp_slab_stats_t st;
+    void **v = calloc(40000, sizeof(void *));
+    size_t n = 0, i, k, fails_before;
+    void *p;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+    /* fill with a mix of sizes until nothing of any size fits */
+    for (k = 0; k < mp_nelems(sizes); k++) {
+        while (n < 40000
+               && (v[n] = mp_slab_alloc_locked(pool, sizes[k])) != NULL) {
+            n++;
+        }
+    }
+    CU_ASSERT_FATAL(n < 40000);
+    assert_consistent(pool);
+    mp_slab_stats_locked(pool, &st);
+    fails_before = st.failed;
+    for (k = 0; k < mp_nelems(sizes); k++) {
+        CU_ASSERT_PTR_NULL(mp_slab_alloc_locked(pool, sizes[k]));
+    }
+    /* absurd sizes fail the same way */
+    CU_ASSERT_PTR_NULL(mp_slab_alloc_locked(pool, 64 * 4096));
+    CU_ASSERT_PTR_NULL(mp_slab_alloc_locked(pool, SIZE_MAX / 2));
+    mp_slab_stats_locked(pool, &st);
+    CU_ASSERT_EQUAL(st.failed, fails_before + mp_nelems(sizes) + 2);
+    assert_consistent(pool);
+
+    /* free every other block: each size fits again, in the freed space */
+    for (i = 0; i < n; i += 2) {
+        mp_slab_free_locked(pool, v[i]);
+        v[i] = NULL;
+    }
+    assert_consistent(pool);
+    p = mp_slab_alloc_locked(pool, sizes[0]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    mp_slab_free_locked(pool, p);
+    for (i = 1; i < n; i += 2) {
+        mp_slab_free_locked(pool, v[i]);
+    }
+    mp_slab_stats_locked(pool, &st);
+    CU_ASSERT_EQUAL(st.pages_free, st.pages_total);
+    /* the freed pages coalesced: a run of half the pool fits */
+    p = mp_slab_alloc_locked(pool, st.pages_total / 2 * 4096);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    mp_slab_free_locked(pool, p);
+    assert_consistent(pool);
+    free(v);
+}
+
+
 void
 mp_test_register(void)
 {
@@ -294,6 +355,7 @@ mp_test_register(void)
         MP_TEST(test_slab_fragmentation_small_then_large),
         MP_TEST(test_slab_random_against_model),
         MP_TEST(test_slab_too_small_area),
+        MP_TEST(test_slab_failure_paths_every_size),
         MP_TEST_END,
     };
 
