@@ -786,8 +786,11 @@ mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
 
     event_assign(&c->ev_read, mp_worker_base, fd,
                  EV_READ | EV_PERSIST | EV_ET, on_read, c);
-    event_assign(&c->ev_write, mp_worker_base, fd, EV_WRITE | EV_PERSIST,
-                 on_write, c);
+    /* edge-triggered like ev_read: libevent keeps one epoll registration
+     * per fd, and a level-triggered write event would turn the read side
+     * level-triggered too; write_some() writes until EAGAIN, as ET needs */
+    event_assign(&c->ev_write, mp_worker_base, fd,
+                 EV_WRITE | EV_PERSIST | EV_ET, on_write, c);
     evtimer_assign(&c->ev_timer, mp_worker_base, on_timeout, c);
     arm_timer(c, conf->http.client_header_timeout);
     mp_io_conn_open(c);
