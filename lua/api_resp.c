@@ -102,6 +102,9 @@ sink_add(out_sink_t *out, const char *s, size_t len)
         mp_http_output(out->r, s, len);
         return;
     }
+    if (len == 0) {
+        return; /* the scratch buffer may not exist yet */
+    }
     if (out->len + len > scratch_cap) {
         scratch_cap = mp_max(scratch_cap * 2, out->len + len);
         scratch = mp_realloc(scratch, scratch_cap);

@@ -104,6 +104,9 @@ buf_reserve(mp_buf_t *b, size_t more)
 static void
 buf_append(mp_buf_t *b, const char *data, size_t len)
 {
+    if (len == 0) {
+        return; /* data and b->data may be NULL: memcpy must not see them */
+    }
     buf_reserve(b, len);
     memcpy(b->data + b->len, data, len);
     b->len += len;
