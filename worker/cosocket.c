@@ -14,6 +14,12 @@
  * worker runs, so a stale pointer to one is harmless and a generation
  * number tells a reused one apart). A waiter then only arms a timer.
  *
+ * Fault mode (MOONPOOL_FAULTS, worker/io.h) shortens stream reads and
+ * writes and fails some with EAGAIN. A fake EAGAIN has no edge to follow
+ * it, so a wait after an EAGAIN in that mode also arms a retry that wakes
+ * the waiter after a microsecond, as worker/io.c does for clients; the
+ * waiters' callbacks take a wakeup without readiness in their stride.
+ *
  * The pool is a list of named pools (a worker talks to few upstreams);
  * each owns `size` idle slots allocated when it is created, kept in two
  * lists: idle connections, most recently used first, and free slots. An
@@ -24,7 +30,9 @@
  */
 #include "core/mp_core.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "worker/cosocket.h"
+#include "worker/io.h"
 #include "worker/loop.h"
 
 #include <ctype.h>
@@ -238,6 +246,7 @@ conn_open(mp_cosocket_t *s, int fd)
     c->gen++;
     c->read_ready = 0;
     c->peer_closed = 0;
+    mp_io_faults_init(); /* cheap once done; the fault mode's switch */
     /* EV_CLOSED (EPOLLRDHUP) tells a FIN that came with the last bytes,
      * which a short read would otherwise hide from the pool */
     event_assign(&c->io, mp_worker_base, fd,
@@ -263,18 +272,59 @@ conn_close(mp_cosocket_conn_t *c)
 }
 
 
+/* The waiter woken by a retry, while its callback runs (fault mode). */
+static mp_cosocket_waiter_t *retrying;
+
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    mp_cosocket_t *s = arg;
+    mp_cosocket_waiter_t *w = s->retry_w;
+
+    (void) fd;
+    (void) what;
+    s->retry_w = NULL;
+    if (w != NULL && w->armed) {
+        mp_worker_time_update();
+        /* a wait the callback arms again keeps w's deadline */
+        retrying = w;
+        fire(s, w, w->what);
+        retrying = NULL;
+    }
+}
+
+
 void
 mp_cosocket_wait(mp_cosocket_t *s, mp_cosocket_waiter_t *w, short what,
                  mp_msec_t timeout, mp_cosocket_cb cb, void *data)
 {
     struct timeval tv;
+    static const struct timeval us1 = { 0, 1 };
+    int timed;
 
     mp_cosocket_unwait(w);
+    if (mp_unlikely(s->maybe_fake)) {
+        s->maybe_fake = 0;
+        if (s->retry_w != NULL) {
+            evtimer_del(&s->retry);
+        }
+        evtimer_assign(&s->retry, mp_worker_base, on_retry, s);
+        evtimer_add(&s->retry, &us1);
+        s->retry_w = w;
+    }
     w->cb = cb;
     w->data = data;
     w->what = what;
     w->armed = 1;
-    if (timeout > 0) {
+    timed = timeout > 0;
+    if (timed && w == retrying && w->deadline > 0) {
+        /* 0 when the deadline passed: the timeout fires before any retry */
+        timeout = mp_max(w->deadline - mp_time_msec, 0);
+    } else {
+        w->deadline = timed ? mp_time_msec + timeout : 0;
+    }
+    if (timed) {
         evtimer_assign(&w->timer, mp_worker_base,
                        w == &s->rd ? on_read_timeout : on_write_timeout, s);
         tv.tv_sec = (time_t) (timeout / 1000);
@@ -345,15 +395,18 @@ mp_cosocket_read(mp_cosocket_t *s, char *p, size_t n)
         return k > 0 ? k : tls_result(s, k);
     }
     do {
-        r = recv(s->fd, p, n, 0);
+        r = mp_io_faults && s->type == SOCK_STREAM
+                ? mp_io_fault_recv(s->fd, p, n, 0)
+                : recv(s->fd, p, n, 0);
     } while (r == -1 && errno == EINTR);
     if (r == -1) {
         s->err = errno;
         s->want = EV_READ;
         if (errno == EAGAIN) {
             s->conn->read_ready = 0;
+            s->maybe_fake = mp_io_faults;
         }
-    } else if ((size_t) r < n && s->type == SOCK_STREAM) {
+    } else if ((size_t) r < n && s->type == SOCK_STREAM && !mp_io_faults) {
         /* a short read emptied the socket (nginx's rule for epoll) */
         s->conn->read_ready = 0;
     }
@@ -381,11 +434,14 @@ mp_cosocket_write(mp_cosocket_t *s, const char *p, size_t n)
         return r;
     }
     do {
-        r = send(s->fd, p, n, MSG_NOSIGNAL);
+        r = mp_io_faults && s->type == SOCK_STREAM
+                ? mp_io_fault_send(s->fd, p, n, MSG_NOSIGNAL)
+                : send(s->fd, p, n, MSG_NOSIGNAL);
     } while (r == -1 && errno == EINTR);
     if (r == -1) {
         s->err = errno;
         s->want = EV_WRITE;
+        s->maybe_fake = mp_io_faults && errno == EAGAIN;
     }
     return r;
 }
@@ -486,6 +542,11 @@ mp_cosocket_close(mp_cosocket_t *s)
 {
     mp_cosocket_unwait(&s->rd);
     mp_cosocket_unwait(&s->wr);
+    if (s->retry_w != NULL) {
+        evtimer_del(&s->retry);
+        s->retry_w = NULL;
+    }
+    s->maybe_fake = 0;
     if (s->ssl != NULL) {
         SSL_free(s->ssl);
         s->ssl = NULL;

@@ -43,6 +43,7 @@ typedef struct {
     mp_cosocket_cb cb;
     void *data;
     short what;               /* EV_READ or EV_WRITE */
+    mp_msec_t deadline;       /* when the timeout fires; 0: none */
     unsigned armed:1;
     unsigned timer_set:1;
 } mp_cosocket_waiter_t;
@@ -68,6 +69,9 @@ struct mp_cosocket_s {
     void *queued;             /* the pool whose backlog it waits in */
     mp_cosocket_t *bl_prev;   /* in that backlog */
     mp_cosocket_t *bl_next;
+    struct event retry;       /* fault mode: stands in for a lost edge */
+    mp_cosocket_waiter_t *retry_w;
+    unsigned maybe_fake:1;    /* fault mode: the last EAGAIN may be fake */
 };
 
 /* Prepares s (closed, no buffer). */
