@@ -770,6 +770,7 @@ mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
     /* a recycled connection must not inherit its last life's state */
     c->broken = 0;
     c->read_ready = 0;
+    c->rdhup = 0;
     c->log_pending = 0;
     c->send_continue = 0;
     c->request_done = 0;
@@ -788,7 +789,7 @@ mp_http_conn_open(int fd, const mp_conf_listen_t *listen,
     }
 
     event_assign(&c->ev_read, mp_worker_base, fd,
-                 EV_READ | EV_PERSIST | EV_ET, on_read, c);
+                 EV_READ | EV_PERSIST | EV_ET | EV_CLOSED, on_read, c);
     /* edge-triggered like ev_read: libevent keeps one epoll registration
      * per fd, and a level-triggered write event would turn the read side
      * level-triggered too; write_some() writes until EAGAIN, as ET needs */
@@ -946,7 +947,7 @@ read_input(mp_conn_t *c)
     n = mp_io_read(c, c->in.data + c->in.len, room);
     if (n > 0) {
         c->in.len += (size_t) n;
-        c->read_ready = (size_t) n == room || mp_io_pending(c);
+        c->read_ready = (size_t) n == room || mp_io_pending(c) || c->rdhup;
         return MP_OK;
     }
     c->read_ready = 0;
@@ -1022,8 +1023,12 @@ on_read(evutil_socket_t fd, short what, void *arg)
     mp_conn_t *c = arg;
 
     (void) fd;
-    (void) what;
     mp_worker_time_update();
+    if (what & EV_CLOSED) {
+        /* EPOLLRDHUP: the peer's FIN may have come in the same edge as
+         * its last bytes; read on until read() returns 0 */
+        c->rdhup = 1;
+    }
     if (c->lingering) {
         drain_input(c);
         return;

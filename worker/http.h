@@ -135,6 +135,7 @@ struct mp_conn_s {
     unsigned nodelay:1;            /* TCP_NODELAY is set */
     unsigned peer_closed:1;
     unsigned read_ready:1;         /* the socket may hold unread bytes */
+    unsigned rdhup:1;              /* the peer shut down its side */
     unsigned broken:1;             /* a write failed */
     unsigned send_continue:1;      /* owe "100 Continue" */
     unsigned log_pending:1;        /* the log handler is still waiting */

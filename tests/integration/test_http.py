@@ -111,6 +111,36 @@ class HttpBasics(ServerTestCase):
             c.send(req("GET", "/hello"))
             self.assertEqual(c.response().body, b"hello\n")
 
+    def test_half_close_after_request_closes_at_once(self):
+        # The client sends a keep-alive request and shuts its side down at
+        # once, so its FIN may arrive with the request bytes. The server
+        # answers and closes right away instead of holding the connection
+        # until keepalive_timeout (1s here).
+        import socket as _socket
+        s = _socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+        try:
+            # a first exchange, so the second request reaches a worker
+            # asleep in epoll: request and FIN then wake it as one edge
+            s.sendall(req("GET", "/uri/first"))
+            first = b""
+            while not first.endswith(b"/uri/first\n"):
+                first += s.recv(65536)
+            t0 = time.monotonic()
+            s.sendall(req("GET", "/uri/half"))
+            s.shutdown(_socket.SHUT_WR)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            elapsed = time.monotonic() - t0
+        finally:
+            s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+        self.assertTrue(data.endswith(b"/uri/half\n"), data)
+        self.assertLess(elapsed, 0.5)
+
     def test_keepalive_reuse(self):
         with self.srv.conn() as c:
             port = c.local_port()

@@ -47,7 +47,8 @@ class LogPhaseMayWait(ServerTestCase):
             # the next request on this connection is served after it
             c.send(b"GET /count HTTP/1.1\r\nHost: t\r\n\r\n")
             self.assertEqual(int(c.response().body), base + 1)
-            self.assertGreaterEqual(time.time() - t0, 0.2)
+            # (the server times the sleep from its cached clock: allow slack)
+            self.assertGreaterEqual(time.time() - t0, 0.15)
 
     def test_output_still_disabled_in_log(self):
         # OpenResty: "API disabled in the context of log_by_lua*"
