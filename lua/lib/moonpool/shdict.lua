@@ -129,8 +129,9 @@ local function fetched_value()
 end
 
 
-local function shdict_get(zone, key)
-    zone = check_zone(zone)
+-- The key as a string and its length, or nil and OpenResty's error
+-- ("nil key", "empty key", "key too long"). Numbers are keys too.
+local function key_of(key)
     if key == nil then
         return nil, "nil key"
     end
@@ -143,6 +144,17 @@ local function shdict_get(zone, key)
     end
     if key_len > 65535 then
         return nil, "key too long"
+    end
+    return key, key_len
+end
+
+
+local function shdict_get(zone, key)
+    zone = check_zone(zone)
+    local key_len
+    key, key_len = key_of(key)
+    if not key then
+        return nil, key_len
     end
 
     local rc = fetch(zone, key, key_len, 0)
@@ -163,18 +175,10 @@ end
 
 local function shdict_get_stale(zone, key)
     zone = check_zone(zone)
-    if key == nil then
-        return nil, "nil key"
-    end
-    if type(key) ~= "string" then
-        key = tostring(key)
-    end
-    local key_len = #key
-    if key_len == 0 then
-        return nil, "empty key"
-    end
-    if key_len > 65535 then
-        return nil, "key too long"
+    local key_len
+    key, key_len = key_of(key)
+    if not key then
+        return nil, key_len
     end
 
     local rc = fetch(zone, key, key_len, 1)
@@ -203,18 +207,10 @@ local function shdict_store(zone, op, key, value, exptime, flags)
     if not flags then
         flags = 0
     end
-    if key == nil then
-        return nil, "nil key"
-    end
-    if type(key) ~= "string" then
-        key = tostring(key)
-    end
-    local key_len = #key
-    if key_len == 0 then
-        return nil, "empty key"
-    end
-    if key_len > 65535 then
-        return nil, "key too long"
+    local key_len
+    key, key_len = key_of(key)
+    if not key then
+        return nil, key_len
     end
 
     local str, str_len, num = nil, 0, 0
@@ -280,18 +276,10 @@ end
 
 local function shdict_delete(zone, key)
     zone = check_zone(zone)
-    if key == nil then
-        return nil, "nil key"
-    end
-    if type(key) ~= "string" then
-        key = tostring(key)
-    end
-    local key_len = #key
-    if key_len == 0 then
-        return nil, "empty key"
-    end
-    if key_len > 65535 then
-        return nil, "key too long"
+    local key_len
+    key, key_len = key_of(key)
+    if not key then
+        return nil, key_len
     end
     C.mp_ffi_shdict_delete(zone, key, key_len)
     return true, nil, false
@@ -300,18 +288,10 @@ end
 
 local function shdict_incr(zone, key, value, init, init_ttl)
     zone = check_zone(zone)
-    if key == nil then
-        return nil, "nil key"
-    end
-    if type(key) ~= "string" then
-        key = tostring(key)
-    end
-    local key_len = #key
-    if key_len == 0 then
-        return nil, "empty key"
-    end
-    if key_len > 65535 then
-        return nil, "key too long"
+    local key_len
+    key, key_len = key_of(key)
+    if not key then
+        return nil, key_len
     end
 
     if type(value) ~= "number" then
