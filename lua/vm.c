@@ -183,7 +183,8 @@ create_vm(const mp_conf_t *conf)
         return NULL;
     }
     luaL_openlibs(L);
-    set_path(L, "path", conf->lua.package_path, MP_LUA_LIB_DIR "/?.lua");
+    set_path(L, "path", conf->lua.package_path,
+             MP_LUA_LIB_DIR "/?.lua;" MP_LUA_LIB_INSTALL_DIR "/?.lua");
     set_path(L, "cpath", conf->lua.package_cpath, NULL);
 
     lua_createtable(L, 0, 128);
