@@ -173,7 +173,7 @@ create(lua_State *L, int every)
                   "Lua function expected");
     /* a year is as good as forever and keeps the cast defined */
     ms = delay < 1 ? 0 : delay < 3.2e10 ? (mp_msec_t) delay : 32000000000;
-    if (mp_worker_base == NULL) {
+    if (mp_worker_base == NULL || mp_lua_master_init_running) {
         return luaL_error(L, "API disabled in the context of init_by_lua*");
     }
     if (mp_worker_exiting()) {

@@ -14,8 +14,10 @@
 #include "core/mp_core.h"
 #include "core/log.h"
 #include "lua/vm.h"
+#include "worker/cosocket.h"
 #include "worker/loop.h"
 #include "worker/phases.h"
+#include "worker/resolver.h"
 
 #include <lualib.h>
 #include <luajit.h>
@@ -300,26 +302,53 @@ mp_lua_pcall_handler(lua_State *L, mp_conf_handler_t *h, int nargs,
 }
 
 
-/* Runs a handler outside any request (init, init_worker). */
-static int
-run_plain(lua_State *L, mp_conf_handler_t *h, char *err, size_t errlen)
-{
-    int rc;
+int mp_lua_master_init_running;
 
-    if (h == NULL) {
+
+/*
+ * lua.init, beyond OpenResty: it runs as a thread on a temporary event loop
+ * in the master, so it may sleep and use cosockets (fetch configuration
+ * from a service before the workers start). What the loop made is undone
+ * before fork: pooled connections are closed, the resolver is freed.
+ * ngx.timer.* stays disabled here (a timer would need the loop to live on).
+ */
+static int
+run_init(lua_State *L, mp_conf_t *conf, char *err, size_t errlen)
+{
+    static mp_lua_thread_t t;
+    struct event_base *base;
+
+    if (conf->lua.init == NULL) {
         return MP_OK;
     }
-    lua_pushcfunction(L, traceback);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
-    rc = lua_pcall(L, 0, 0, -2);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s:%d:%d: %s failed: %s", h->pos.file,
-                 h->pos.line, h->pos.column, h->chunk + 1,
-                 lua_tostring(L, -1));
-        lua_pop(L, 2);
+    base = event_base_new();
+    if (base == NULL) {
+        snprintf(err, errlen, "%s: event_base_new() failed", conf->file);
         return MP_ERROR;
     }
-    lua_pop(L, 1);
+    mp_worker_base = base;
+    mp_worker_conf = conf;
+    mp_lua_master_init_running = 1;
+    memset(&t, 0, sizeof(t));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, conf->lua.init->ref);
+    mp_lua_thread_start_timer(L, &t, 0);
+    while (!t.done && event_base_loop(base, EVLOOP_ONCE) == 0) {
+        /* until the init code returns */
+    }
+    mp_cosocket_pool_cleanup();
+    mp_resolver_cleanup();
+    event_base_free(base);
+    mp_worker_base = NULL;
+    mp_worker_conf = NULL;
+    mp_lua_master_init_running = 0;
+    if (!t.done || t.failed) {
+        snprintf(err, errlen, "%s:%d:%d: init_by_lua failed%s",
+                 conf->lua.init->pos.file, conf->lua.init->pos.line,
+                 conf->lua.init->pos.column,
+                 t.done ? " (the error and its traceback are logged above)"
+                        : ": it waits for an event that cannot come");
+        return MP_ERROR;
+    }
     return MP_OK;
 }
 
@@ -343,7 +372,7 @@ mp_lua_check(mp_conf_t *conf, char *err, size_t errlen)
 int
 mp_lua_master_init(mp_conf_t *conf, char *err, size_t errlen)
 {
-    lua_State *L = create_vm(conf);
+    lua_State *L = create_vm(conf), *old = vm;
 
     if (L == NULL) {
         snprintf(err, errlen, "%s: cannot create the Lua VM", conf->file);
@@ -351,16 +380,18 @@ mp_lua_master_init(mp_conf_t *conf, char *err, size_t errlen)
     }
     /* ngx.worker.count() works in lua.init, as in init_by_lua */
     mp_worker_count = conf->cluster.workers;
+    vm = L; /* threads keep their coroutines in this VM's registry */
+    mp_lua_sched_reset();
     if (compile_all(L, conf, err, errlen) != MP_OK
-        || run_plain(L, conf->lua.init, err, errlen) != MP_OK) {
+        || run_init(L, conf, err, errlen) != MP_OK) {
         lua_close(L);
+        vm = old;
+        mp_lua_sched_reset();
         return MP_ERROR;
     }
-    if (vm != NULL) {
-        lua_close(vm);
+    if (old != NULL) {
+        lua_close(old);
     }
-    vm = L;
-    mp_lua_sched_reset();
     return MP_OK;
 }
 

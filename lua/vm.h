@@ -115,6 +115,9 @@ void mp_lua_inject_metrics_api(lua_State *L, const mp_conf_t *conf);
  */
 void mp_lua_inject_profile_api(lua_State *L);
 
+/* True while lua.init runs (in the master, on a temporary loop). */
+extern int mp_lua_master_init_running;
+
 /* In a worker: registers the timers' shutdown hooks. */
 void mp_lua_timers_setup(void);
 

@@ -74,6 +74,17 @@ mp_resolver_literal(const char *host, struct sockaddr_storage *ss,
 }
 
 
+void
+mp_resolver_cleanup(void)
+{
+    if (dns != NULL) {
+        evdns_base_free(dns, 1); /* pending lookups fail, callbacks run */
+        dns = NULL;
+    }
+    dns_failed = 0;
+}
+
+
 /* The worker's evdns base, created on first use from the config. */
 static struct evdns_base *
 get_dns(void)

@@ -52,4 +52,11 @@ mp_resolver_req_t *mp_resolver_start(const char *host, mp_resolver_cb cb,
 /* Stops a query: its callback will not run. The handle is invalid after. */
 void mp_resolver_cancel(mp_resolver_req_t *q);
 
+/*
+ * Frees the evdns base (it belongs to the event base it was made on); the
+ * next lookup makes a new one. The master calls it after lua.init ran on
+ * a temporary loop.
+ */
+void mp_resolver_cleanup(void);
+
 #endif /* MP_RESOLVER_H */

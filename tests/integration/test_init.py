@@ -4,10 +4,12 @@ forbids yielding there): it runs in its own thread, so ngx.sleep and
 cosockets work, and the worker serves requests meanwhile.
 """
 
+import socket
+import threading
 import time
 import unittest
 
-from harness import ServerTestCase
+from harness import Server, ServerTestCase
 
 CONFIG = {
     "cluster": {"workers": 1},
@@ -71,6 +73,57 @@ class RequestApisInTimers(ServerTestCase):
                 break
             time.sleep(0.05)
         self.assertIn(b"API disabled in the context of ngx.timer", body)
+
+
+class InitMayUseCosockets(unittest.TestCase):
+    """lua.init (in the master, before fork) may sleep and use cosockets:
+    configuration fetched from a service at start reaches every worker."""
+
+    def setUp(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.listener.settimeout(10)
+        self.port = self.listener.getsockname()[1]
+        self.served = []
+
+        def serve():
+            try:
+                c, _ = self.listener.accept()
+                with c:
+                    self.served.append(c.recv(100))
+                    c.sendall(b"value-from-service\n")
+            except OSError:
+                pass
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+
+    def tearDown(self):
+        self.listener.close()
+        self.thread.join(5)
+
+    def test_init_fetches_over_a_cosocket(self):
+        init = ('local s = ngx.socket.tcp()\n'
+                'assert(s:connect("127.0.0.1", %d))\n'
+                'assert(s:send("GET config\\n"))\n'
+                'FETCHED = assert(s:receive())\n'
+                's:close()\n'
+                'ngx.sleep(0.05)\n'
+                'TIMER_ERR = select(2, pcall(ngx.timer.at, 0, function() end))\n'
+                % self.port)
+        config = {
+            "cluster": {"workers": 2},
+            "lua": {"init": init},
+            "servers": [{"listen": ["127.0.0.1:{port}"], "locations": [
+                {"match": "= /", "content":
+                    'ngx.say(FETCHED, " | ", tostring(TIMER_ERR))'}]}],
+        }
+        with Server(config) as srv:
+            body = srv.request("GET", "/").body
+        self.assertEqual(self.served, [b"GET config\n"])
+        # timers stay disabled in init: the loop does not outlive it
+        self.assertEqual(body, b"value-from-service | API disabled in the "
+                               b"context of init_by_lua*\n")
 
 
 if __name__ == "__main__":
