@@ -216,6 +216,14 @@ create_vm(const mp_conf_t *conf)
     lua_setfield(L, -2, "ngx");
     lua_pop(L, 3);
     mp_lua_shdict_load_ffi(L);
+    /* ngx.req.socket, written in Lua over the buffered request body */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "moonpool.reqsocket");
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+        mp_log_error(MP_LOG_ALERT, 0, "cannot load moonpool.reqsocket: %s",
+                     lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
     return L;
 }
 
