@@ -634,6 +634,7 @@ s:setkeepalive()
 
             def slow():
                 out["slow"] = srv.request("GET", "/slow").body.decode()
+                out["slow_done"] = time.monotonic() - t0
             th = threading.Thread(target=slow)
             t0 = time.monotonic()
             th.start()
@@ -645,8 +646,10 @@ s:setkeepalive()
             err, n, elapsed = out["slow"].split()
             self.assertEqual((err, n), ("timeout", "0"))
             self.assertGreaterEqual(float(elapsed), 0.29)
-            self.assertLess(float(elapsed), 0.6)
-            self.assertLess(fast_done, 0.29)
+            # upper bounds stay loose: CI machines are shared and slow
+            self.assertLess(float(elapsed), 1.5)
+            # the fast requests were served while the slow one waited
+            self.assertLess(fast_done, out["slow_done"])
 
     def test_resolver_failures(self):
         """No DNS server at the resolver address: a timeout, not a hang;
@@ -734,7 +737,7 @@ ngx.say(ok, " ", err, " ", string.format("%%.3f", ngx.now() - t0))
                 ok, err, elapsed = srv.request("GET", "/").body.split()
                 self.assertEqual((ok, err), (b"nil", b"timeout"))
                 self.assertGreaterEqual(float(elapsed), 0.24)
-                self.assertLess(float(elapsed), 0.6)
+                self.assertLess(float(elapsed), 1.5)
         finally:
             for c in fillers:
                 c.close()
