@@ -244,9 +244,52 @@ thread_kill(mp_lua_thread_t *t)
 
 /* ---- running a thread ---------------------------------------------------- */
 
+/* nginx's suffix for lines logged from a timer callback */
+static size_t
+timer_log_context(void *data, char *buf, size_t size)
+{
+    static const char ctx[] = ", context: ngx.timer";
+    size_t n = mp_min(sizeof(ctx) - 1, size);
+
+    (void) data;
+    memcpy(buf, ctx, n);
+    return n;
+}
+
+
+typedef struct {
+    mp_log_ctx_cb handler;
+    void *data;
+} log_context_t;
+
+
+/* Log lines name t's request, or say they come from a timer. */
+static void
+set_log_context(const mp_lua_thread_t *t, log_context_t *saved)
+{
+    saved->handler = mp_log_ctx_handler;
+    saved->data = mp_log_ctx_data;
+    if (t->r != NULL) {
+        mp_http_log_context(t->r);
+    } else {
+        mp_log_ctx_handler = timer_log_context;
+        mp_log_ctx_data = NULL;
+    }
+}
+
+
+static void
+restore_log_context(const log_context_t *saved)
+{
+    mp_log_ctx_handler = saved->handler;
+    mp_log_ctx_data = saved->data;
+}
+
+
 static void
 log_thread_error(mp_lua_thread_t *t)
 {
+    log_context_t saved;
     lua_State *co = t->co;
     const char *msg = lua_tostring(co, -1);
     const char *tb, *what;
@@ -262,15 +305,12 @@ log_thread_error(mp_lua_thread_t *t)
         tb += sizeof(head) - 1;
     }
     what = t->kind == MP_LUA_THREAD_USER ? "user" : "entry";
-    if (t->kind == MP_LUA_THREAD_TIMER) {
-        mp_log_error(MP_LOG_ERR, 0, "lua entry thread aborted: runtime error: "
-                     "%s\nstack traceback:\ncoroutine 0:\n%s, context: "
-                     "ngx.timer", msg, tb);
-    } else {
-        /* OpenResty's shape, which log scrapers already parse */
-        mp_log_error(MP_LOG_ERR, 0, "lua %s thread aborted: runtime error: "
-                     "%s\nstack traceback:\ncoroutine 0:\n%s", what, msg, tb);
-    }
+    /* OpenResty's shape, which log scrapers already parse; the context
+     * (the request, or ", context: ngx.timer") is the thread's own */
+    set_log_context(t, &saved);
+    mp_log_error(MP_LOG_ERR, 0, "lua %s thread aborted: runtime error: "
+                 "%s\nstack traceback:\ncoroutine 0:\n%s", what, msg, tb);
+    restore_log_context(&saved);
     lua_pop(L, 1);
 }
 
@@ -314,8 +354,10 @@ thread_step(mp_lua_thread_t *t, int nargs)
 {
     mp_lua_thread_t *prev = cur_thread;
     mp_request_t *prev_r = mp_lua_set_request(t->r);
+    log_context_t saved;
     int rc;
 
+    set_log_context(t, &saved);
     cur_thread = t;
     t->waiting = 0;
     t->cancel = NULL;
@@ -323,6 +365,7 @@ thread_step(mp_lua_thread_t *t, int nargs)
     rc = lua_resume(t->co, nargs);
     cur_thread = prev;
     mp_lua_set_request(prev_r);
+    restore_log_context(&saved);
 
     if (rc == LUA_YIELD) {
         if (ngx_yield) {

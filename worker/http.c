@@ -1090,9 +1090,19 @@ start_request(mp_conn_t *c)
     r->start.tv_sec = mp_time_sec;
     r->start.tv_nsec = (long) (mp_time_msec % 1000) * 1000000;
     c->in_handler = 1;
-    mp_log_ctx_handler = log_context;
-    mp_log_ctx_data = r;
+    mp_http_log_context(r);
     mp_phases_start(r);
+    /* a handler that waits gets its context back when it resumes
+     * (lua/sched.c); until then lines are not this request's */
+    mp_http_log_context(NULL);
+}
+
+
+void
+mp_http_log_context(mp_request_t *r)
+{
+    mp_log_ctx_handler = r != NULL ? log_context : NULL;
+    mp_log_ctx_data = r;
 }
 
 

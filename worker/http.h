@@ -224,6 +224,12 @@ void mp_http_log_done(mp_request_t *r);
 /* Ends the request by closing the connection, sending nothing more. */
 void mp_http_terminate(mp_request_t *r);
 
+/*
+ * Makes error log lines name r's client and request line (NULL: none);
+ * lua/ sets it around each resume of a request's thread.
+ */
+void mp_http_log_context(mp_request_t *r);
+
 /* Case-insensitive lookup of a request header; NULL when absent. */
 const mp_str_t *mp_http_header_in(const mp_request_t *r, const char *name,
                                   size_t len);

@@ -63,5 +63,48 @@ class LogPhaseMayWait(ServerTestCase):
         self.assertIn(b"API disabled in the context of log_by_lua*", body)
 
 
+LOG_CONTEXT = {
+    "cluster": {"workers": 1},
+    "servers": [{
+        "listen": ["127.0.0.1:{port}"],
+        "locations": [
+            {"match": "= /a", "content":
+                'ngx.sleep(0.3)\n'
+                'ngx.log(ngx.WARN, "after sleep A")\n'
+                'ngx.say("a")'},
+            {"match": "= /b", "content":
+                'ngx.log(ngx.WARN, "in B")\n'
+                'ngx.timer.at(0, function()\n'
+                '  ngx.log(ngx.WARN, "in timer")\n'
+                'end)\n'
+                'ngx.say("b")'},
+        ],
+    }],
+}
+
+
+class LogContext(ServerTestCase):
+    """Each error-log line names the request it belongs to, even after a
+    wait during which other requests ran; timer lines say so (nginx's
+    ", context: ngx.timer")."""
+
+    CONFIG = LOG_CONTEXT
+
+    def test_context_follows_the_thread(self):
+        import threading
+        mark = self.shared.log_mark()
+        t = threading.Thread(
+            target=lambda: self.shared.request("GET", "/a"))
+        t.start()
+        time.sleep(0.1)
+        self.assertEqual(self.shared.request("GET", "/b").body, b"b\n")
+        t.join(5)
+        after = self.shared.wait_log(r"after sleep A", since=mark)
+        self.assertIn('request: "GET /a HTTP/1.1"', str(after))
+        timer = self.shared.wait_log(r"in timer", since=mark)
+        self.assertIn(", context: ngx.timer", str(timer))
+        self.assertNotIn("request:", str(timer))
+
+
 if __name__ == "__main__":
     unittest.main()
