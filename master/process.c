@@ -64,6 +64,8 @@
 #include <unistd.h>
 
 /* How long TERM/INT lets workers finish before they are killed. */
+/* after shutdown_timeout, how long a stopping worker may take to exit */
+#define MP_KILL_GRACE_MSEC 1000
 #define MP_FAST_STOP_MSEC 5000
 
 /*
@@ -618,8 +620,19 @@ generation_signal(mp_generation_t *gen, int signo)
 static void
 generation_stop(mp_generation_t *gen, int signo, mp_msec_t timeout)
 {
-    mp_msec_t deadline = now_msec() + mp_max(timeout, 0);
+    mp_msec_t deadline;
     int i;
+
+    /*
+     * A worker told to stop gracefully ends itself at shutdown_timeout
+     * (closing what is left, running its exit hooks and flushing its
+     * access log); the SIGKILL is for one that cannot, so it comes a
+     * little later, not at the same instant.
+     */
+    if (signo == SIGQUIT) {
+        timeout += MP_KILL_GRACE_MSEC;
+    }
+    deadline = now_msec() + mp_max(timeout, 0);
 
     gen->stopping = 1;
     for (i = 0; i < gen->nprocs; i++) {
