@@ -11,10 +11,8 @@ mp_msec_t mp_time_msec;
 time_t mp_time_sec;
 
 static char http_buf[32];
-static char log_buf[32];
 static char local_buf[32];
 static mp_str_t http_str = { 0, http_buf };
-static mp_str_t log_str = { 0, log_buf };
 static mp_str_t local_str = { 0, local_buf };
 static time_t formatted_sec = -1;
 
@@ -46,8 +44,6 @@ format_cached(void)
 
     http_str.len = mp_time_format_http(mp_time_sec, http_buf);
     localtime_r(&mp_time_sec, &tm);
-    log_str.len = strftime(log_buf, sizeof(log_buf), "%Y/%m/%d %H:%M:%S",
-                           &tm);
     off = tm.tm_gmtoff / 60;
     local_str.len = (size_t) snprintf(
         local_buf, sizeof(local_buf), "%02d/%s/%d:%02d:%02d:%02d %c%02ld%02ld",
@@ -83,16 +79,6 @@ mp_time_http(void)
         format_cached();
     }
     return &http_str;
-}
-
-
-const mp_str_t *
-mp_time_log(void)
-{
-    if (formatted_sec != mp_time_sec) {
-        format_cached();
-    }
-    return &log_str;
 }
 
 

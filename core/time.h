@@ -26,9 +26,6 @@ void mp_time_set(time_t sec, long usec);
 /* "Mon, 30 Nov 2026 14:40:00 GMT" of the cached second (29 bytes). */
 const mp_str_t *mp_time_http(void);
 
-/* "2026/11/30 14:40:00"-style local time of the cached second (19 bytes). */
-const mp_str_t *mp_time_log(void);
-
 /* "30/Nov/2026:14:40:00 +0000" (access log, $time_local; 26 bytes). */
 const mp_str_t *mp_time_local(void);
 

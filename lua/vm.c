@@ -35,14 +35,6 @@ mp_lua_vm(void)
 
 
 mp_request_t *
-mp_lua_request_or_null(lua_State *L)
-{
-    (void) L;
-    return cur_request;
-}
-
-
-mp_request_t *
 mp_lua_request(lua_State *L)
 {
     mp_lua_thread_t *t;

@@ -84,9 +84,6 @@ int mp_lua_pcall_handler(lua_State *L, mp_conf_handler_t *h, int nargs,
 void mp_lua_ctx_push(lua_State *L, mp_request_t *r);
 void mp_lua_ctx_set(lua_State *L, mp_request_t *r);
 
-/* The same, returning NULL instead of raising. */
-mp_request_t *mp_lua_request_or_null(lua_State *L);
-
 /*
  * Each API group adds its functions to the ngx table at the top of the
  * stack (api_<group>.c).

@@ -57,12 +57,6 @@ mp_dict_set_clock(mp_dict_clock_cb clock)
 }
 
 
-mp_msec_t
-mp_dict_now(void)
-{
-    return dict_clock();
-}
-
 
 static inline int
 is_expired(const mp_dict_item_t *it, mp_msec_t *now)

@@ -76,7 +76,6 @@ typedef mp_msec_t (*mp_dict_clock_cb)(void);
  * clock). NULL restores the default, clock_gettime(CLOCK_REALTIME).
  */
 void mp_dict_set_clock(mp_dict_clock_cb clock);
-mp_msec_t mp_dict_now(void);
 
 /*
  * Formats zone as a dict with nshards shards (a power of two up to

@@ -327,22 +327,3 @@ mp_io_fault_send(int fd, const void *buf, size_t n, int flags)
     return send(fd, buf, fault_len(n), flags);
 }
 
-
-ssize_t
-mp_io_fault_read(int fd, void *buf, size_t n)
-{
-    if (n > 0 && fault_again()) {
-        return -1;
-    }
-    return read(fd, buf, fault_len(n));
-}
-
-
-ssize_t
-mp_io_fault_writev(int fd, const struct iovec *iov, int cnt)
-{
-    if (cnt > 0 && fault_again()) {
-        return -1;
-    }
-    return short_writev(fd, iov, cnt);
-}

@@ -100,15 +100,12 @@ extern int mp_io_faults;
 void mp_io_faults_init(void);
 
 /*
- * recv(2), send(2), read(2) and writev(2) with faults: short counts and
- * EAGAIN. A fake EAGAIN is only safe where the caller then waits on a
- * level-triggered event (cosockets do: a one-shot EV_READ/EV_WRITE fires
- * at once if the socket is ready); an edge-triggered reader would wait for
- * an edge that never comes. Same results and errno as the system calls.
+ * recv(2) and send(2) with faults: short counts and EAGAIN, with the same
+ * results and errno as the system calls. A fake EAGAIN brings no edge
+ * from epoll, so an edge-triggered caller must retry by itself
+ * (worker/cosocket.c arms a 1 us timer when faults are on).
  */
 ssize_t mp_io_fault_recv(int fd, void *buf, size_t n, int flags);
 ssize_t mp_io_fault_send(int fd, const void *buf, size_t n, int flags);
-ssize_t mp_io_fault_read(int fd, void *buf, size_t n);
-ssize_t mp_io_fault_writev(int fd, const struct iovec *iov, int cnt);
 
 #endif /* MP_IO_H */
